@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job at this stage: set up a fresh machine, build in release mode, and run the
+# storage benchmark on the embedded engine (LogConsensus on local disk) beside
+# PostgreSQL 15, which the benchmark starts and stops itself. Prints the figures.
+# Usage: tools/run.sh [extra persist-bench flags for the consensus run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+swift build -c release --product persist-bench
+bench=.build/release/persist-bench
+probe=../shared/tools/fsync-probe
+[ -x "$probe" ] && "$probe" /tmp 2 || echo "(fsync-probe not found at $probe; skipping)"
+"$bench" crc
+"$bench" compression --seconds 1
+"$bench" consensus --duration "${DURATION:-5}" "$@"
+[ -x "$probe" ] && "$probe" /tmp 2 || true

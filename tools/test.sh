@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs the whole test suite: a clean build that must have no
+# warnings in our own code, every Swift test, and a short fuzzing run of the decoders.
+# Usage: tools/test.sh            (FUZZ_SECONDS=0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+
+echo "== build (debug, with tests)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! swift build --build-tests >"$log" 2>&1; then
+    cat "$log"
+    echo "build failed" >&2
+    exit 1
+fi
+# Warnings in our own sources fail the run (dependencies' warnings are not ours).
+if grep -E "^$PWD/(Sources|Tests|tools)/.*warning:" "$log"; then
+    echo "warnings in our code (above)" >&2
+    exit 1
+fi
+
+echo "== swift test"
+status=0
+swift test --skip-build >"$log" 2>&1 || status=$?
+# Show every failure in full, then the summary lines.
+grep -E '✘|error:|Fatal|fatal' "$log" | head -n 200 || true
+grep -E '^(✔|✘) (Suite|Test run)|Executed [0-9]+ tests' "$log" | tail -n 60 || true
+if [ "$status" != 0 ]; then
+    echo "swift test failed (exit $status)" >&2
+    exit "$status"
+fi
+
+echo "== fuzz decoders"
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+    if ! bash tools/fuzz-codec.sh "${FUZZ_SECONDS:-30}" >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzzing found a problem (reproducer in tools/fuzz/out/)" >&2
+        exit 1
+    fi
+    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|fuzz-codec:)' "$log" || true
+fi
+echo "tools/test.sh: all passed"
