@@ -75,6 +75,8 @@ public final class LogConsensus: Consensus {
     private let machine: Mutex<Machine>
     private let files: Mutex<WriterFiles>
     private let writerQueue = DispatchQueue(label: "swift-txn-wal.log-consensus.writer")
+    /// Reads segments for compaction, so that a large read never stalls group commits.
+    private let maintenanceQueue = DispatchQueue(label: "swift-txn-wal.log-consensus.maintenance")
     private let recoveredTornBytes: Int
     private let fsyncTimer = Metrics.Timer(label: "consensus_log_fsync_seconds")
     private let groupSize = Recorder(label: "consensus_log_group_size")
@@ -190,6 +192,8 @@ public final class LogConsensus: Consensus {
     /// and the directory lock. Later calls fail with `unavailable`.
     public func close() async {
         machine.withLock { $0.close() }
+        // Let a compaction read in progress finish (it will queue nothing now).
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in maintenanceQueue.async { c.resume() } }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             writerQueue.async {
                 self.files.withLock { f in
@@ -236,7 +240,7 @@ public final class LogConsensus: Consensus {
             case .idle:
                 return
             case .compact(let id):
-                compact(segment: id)
+                maintenanceQueue.async { self.compact(segment: id) }
             case .write(let ops):
                 write(ops)
             }
@@ -304,7 +308,7 @@ public final class LogConsensus: Consensus {
                     throw .determinate(.corruption, "segment \(path) at offset \(offset): \(e)")
                 }
             }
-            machine.withLock { $0.planCompaction(segment: id, records: records) }
+            if machine.withLock({ $0.planCompaction(segment: id, records: records) }) { wakeWriter() }
             logger.debug("compacting consensus log segment", metadata: ["segment": "\(id)", "records": "\(records.count)"])
         } catch {
             // Leave the segment alone (it stays marked, so it is not retried in a loop).

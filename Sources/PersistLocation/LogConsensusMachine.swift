@@ -67,7 +67,7 @@ struct LogConsensusMachine<Waiter> {
     /// What the writer should do next.
     enum WriterStep {
         case write([Op])
-        /// Read the segment and call `planCompaction`.
+        /// Read the segment (off the writer) and call `planCompaction`.
         case compact(segment: UInt64)
         /// Nothing to do; the writer is now idle.
         case idle
@@ -290,8 +290,10 @@ struct LogConsensusMachine<Waiter> {
 
     /// Plans the compaction of `segment` given the records it holds: live versions are
     /// copied forward, truncations still needed are carried forward, and the segment is
-    /// dropped once those copies are durable. The plan is queued like client work.
-    mutating func planCompaction(segment: UInt64, records: [ConsensusLogRecord]) {
+    /// dropped once those copies are durable. The plan is queued like client work;
+    /// returns true when the shell must start the (idle) writer.
+    mutating func planCompaction(segment: UInt64, records: [ConsensusLogRecord]) -> Bool {
+        guard case .running = phase else { return false }
         var ops: [Op] = []
         var truncatedKeys: Set<ByteKey> = []
         for record in records {
@@ -318,6 +320,9 @@ struct LogConsensusMachine<Waiter> {
         ops.append(.dropSegment(id: segment))
         stats.compactions += 1
         queue.append(contentsOf: ops)
+        if writerBusy { return false }
+        writerBusy = true
+        return true
     }
 
     mutating func close() {

@@ -146,7 +146,7 @@ import Testing
         // Segment 1 now holds a@3 and b@1 live, a@1 and a@2 dead: below half live?
         let info1 = try #require(m.segments[1])
         #expect(info1.liveRecords == 2)
-        m.planCompaction(
+        _ = m.planCompaction(
             segment: 1,
             records: [
                 .version(key: a.utf8, v(1)), .version(key: a.utf8, v(2)), .version(key: a.utf8, v(3)),

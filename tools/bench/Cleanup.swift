@@ -23,6 +23,7 @@ final class CleanupRegistry: Sendable {
         var nextID = 0
         var actions: [(id: Int, label: String, action: @Sendable () -> Void)] = []
         var signalSources: [any DispatchSourceSignal] = []
+        var interrupted = false
     }
 
     private let state = Mutex(State())
@@ -57,6 +58,14 @@ final class CleanupRegistry: Sendable {
         }
     }
 
+    /// Blocks for good if an interrupt is being handled: the handler is still undoing
+    /// things (a server may be stopping) and ends the process itself when done. The
+    /// main path calls this before it would exit, so it cannot cut the cleanup short.
+    func parkIfInterrupted() {
+        guard state.withLock({ $0.interrupted }) else { return }
+        while true { sleep(60) }
+    }
+
     /// Makes SIGINT and SIGTERM run the registered actions and exit with 128 + signal.
     func installSignalHandlers() {
         // The sources are created under the lock and stored there, so they stay alive
@@ -68,6 +77,7 @@ final class CleanupRegistry: Sendable {
                 signal(signalNumber, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
                 source.setEventHandler { [self] in
+                    state.withLock { $0.interrupted = true }
                     printError("\ninterrupted (signal \(signalNumber)); stopping")
                     runAll()
                     exit(128 + signalNumber)

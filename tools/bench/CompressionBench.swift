@@ -115,7 +115,9 @@ struct CompressionBench {
         guard !result.cli.isEmpty else { return }
         var peer = Table(
             "Same bytes through the command-line tools' built-in benchmark (fastest pass, MB = 1e6 bytes)",
-            headers: ["codec", "cli ratio", "cli comp", "cli decomp", "ours/cli comp", "ours/cli decomp", "ours/cli ratio"])
+            headers: [
+                "codec", "cli ratio", "cli comp", "cli decomp", "ours/cli comp", "ours/cli decomp", "ours/cli ratio",
+            ])
         for figure in result.cli {
             let ours = result.codecs.first { $0.codec == figure.codec }
             peer.add([

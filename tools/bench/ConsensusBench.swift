@@ -145,7 +145,8 @@ struct ConsensusBench {
                 seqno = .minimum
             }
             let committed: Bool
-            switch try await consensus.compareAndSet(key, expected: last, new: VersionedData(seqno: seqno, data: value)) {
+            let new = VersionedData(seqno: seqno, data: value)
+            switch try await consensus.compareAndSet(key, expected: last, new: new) {
             case .committed:
                 committed = true
                 last = seqno

@@ -60,7 +60,8 @@ struct ConsensusRun {
                 "PostgreSQL \(server.version) on 127.0.0.1:\(server.port) (socket \(server.socketDirectory)); "
                     + "fsync=on, synchronous_commit=on; pgbench connects over "
                     + (settings.postgresOverTCP ? "loopback TCP" : "the Unix socket"))
-            let p = PgbenchPeer(server: server, value: value, workDirectory: runDirectory, useTCP: settings.postgresOverTCP)
+            let p = PgbenchPeer(
+                server: server, value: value, workDirectory: runDirectory, useTCP: settings.postgresOverTCP)
             try p.createTable()
             peer = p
         }
@@ -113,7 +114,8 @@ struct ConsensusRun {
         for level in result.levels {
             let r = level.ours
             ours.add([
-                "\(r.writers)", Format.rate(r.casPerSecond), LatencySummary.format(r.latency.p50), LatencySummary.format(r.latency.p90),
+                "\(r.writers)", Format.rate(r.casPerSecond), LatencySummary.format(r.latency.p50),
+                LatencySummary.format(r.latency.p90),
                 LatencySummary.format(r.latency.p99), LatencySummary.format(r.latency.max),
                 r.fsyncsPerSecond.map(Format.rate) ?? "-", r.casPerFsync.map { Format.fixed($0, 1) } ?? "-",
                 Format.count(r.mismatches), "\(r.verifiedKeys)/\(r.writers)",
@@ -122,7 +124,14 @@ struct ConsensusRun {
         ours.notes.append(
             "latency is per iteration: one CaS, plus the truncation below the head after every "
                 + "\(ConsensusBench.truncateEvery)th commit; keys ok = heads equal to the writer's last commit")
-        if result.backend == .mem { ours.notes.append("mem does no I/O, so there are no fsync figures") }
+        switch result.backend {
+        case .mem:
+            ours.notes.append("mem does no I/O, so there are no fsync figures")
+        case .log:
+            ours.notes.append(
+                "fsync/s and CaS/fsync come from LogConsensus.stats() over the measured window; one fsync is one "
+                    + "group commit, shared by every CaS and truncation queued behind it")
+        }
         ours.print()
 
         let pgLevels = result.levels.compactMap(\.postgres)
@@ -130,7 +139,9 @@ struct ConsensusRun {
             var pg = Table(
                 "PostgreSQL \(result.postgresVersion ?? "") via pgbench -M prepared: the same load as one "
                     + "conditional INSERT ... SELECT ... ON CONFLICT DO NOTHING per CaS; latency in µs",
-                headers: ["writers", "CaS/s", "p50", "p90", "p99", "max", "committed", "mismatches", "failed", "rows left"],
+                headers: [
+                    "writers", "CaS/s", "p50", "p90", "p99", "max", "committed", "mismatches", "failed", "rows left",
+                ],
                 labelColumns: 0)
             for r in pgLevels {
                 pg.add([
@@ -147,7 +158,8 @@ struct ConsensusRun {
                     + "persisted across transactions")
             pg.print()
 
-            var comparison = Table("\(name) / PostgreSQL", headers: ["writers", "ours CaS/s", "pg CaS/s", "ratio"], labelColumns: 0)
+            var comparison = Table(
+                "\(name) / PostgreSQL", headers: ["writers", "ours CaS/s", "pg CaS/s", "ratio"], labelColumns: 0)
             for level in result.levels {
                 comparison.add([
                     "\(level.writers)", Format.rate(level.ours.casPerSecond),

@@ -122,7 +122,7 @@ extension Duration {
 enum MachineInfo {
     static func lines() -> [String] {
         var out: [String] = []
-        let kernel = (try? Subprocess.run("/bin/uname", ["-r"]).output)
+        let kernel = Subprocess.findInPath("uname").flatMap { try? Subprocess.run($0, ["-r"]).output }
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "unknown"
         out.append("kernel: \(kernel)")
         out.append("cpus: \(ProcessInfo.processInfo.activeProcessorCount) online")

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Foundation
 
 /// A failure of the benchmark tool itself (a peer that would not start, a figure that
@@ -21,36 +26,89 @@ struct CommandResult {
 
 /// Runs external programs to completion, blocking the calling thread.
 ///
-/// Output goes to a scratch file rather than a pipe: a program such as `pg_ctl start`
-/// leaves a daemon behind, and a daemon that inherited the write end of a pipe would keep
-/// a reader waiting for end-of-file until the daemon exits.
+/// Built on `posix_spawn` and `waitpid` rather than Foundation's `Process`: a program
+/// such as `pg_ctl start` leaves a daemon behind that inherits what its parent had open,
+/// and `Process` could then wait for the daemon instead of the program. Output goes to
+/// an unlinked scratch file for the same reason (a daemon holding a pipe's write end
+/// would keep a reader waiting for end-of-file).
 enum Subprocess {
-    /// Runs `path` with `arguments` and returns its exit status and combined output.
-    /// Throws only when the program cannot be started at all.
+    /// Runs `path` with `arguments` and returns its exit status (128 + signal number if
+    /// it was killed) and its combined output. Throws only when it cannot be started.
     static func run(_ path: String, _ arguments: [String]) throws(BenchError) -> CommandResult {
-        let scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("persist-bench-\(UUID().uuidString).out")
-        guard FileManager.default.createFile(atPath: scratch.path, contents: nil) else {
-            throw BenchError("cannot create scratch file \(scratch.path)")
+        let tmp = NSTemporaryDirectory()
+        var template = Array("\(tmp.hasSuffix("/") ? tmp : tmp + "/")persist-bench-out-XXXXXX".utf8CString)
+        let outputFD = template.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            guard let base = buffer.baseAddress else { return -1 }
+            // Close-on-exec: the child gets the file only as its stdout and stderr.
+            let fd = mkstemp(base)
+            if fd >= 0 {
+                unlink(base)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            }
+            return fd
         }
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        guard outputFD >= 0 else { throw BenchError("cannot create a scratch file: \(System.errnoText())") }
+        defer { close(outputFD) }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        do {
-            let sink = try FileHandle(forWritingTo: scratch)
-            defer { try? sink.close() }
-            process.standardOutput = sink
-            process.standardError = sink
-            try process.run()
-            process.waitUntilExit()
-        } catch {
-            throw BenchError("cannot run \(path): \(error)")
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
+
+        // Signal state survives exec, and ours is not a child's: this process ignores
+        // SIGINT and SIGTERM (its handlers run from a dispatch source), and the calling
+        // thread, a dispatch worker, blocks most signals (pgbench's -T timer is SIGALRM).
+        // Restore the defaults and clear the mask in the child.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in environment { free(pointer) }
         }
-        let data = (try? Data(contentsOf: scratch)) ?? Data()
-        return CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environment)
+        guard spawned == 0 else {
+            throw BenchError("cannot run \(path): \(String(cString: strerror(spawned)))")
+        }
+
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw BenchError("waitpid for \(path): \(System.errnoText())") }
+        }
+        // The wait status macros are not imported: the low 7 bits are the terminating
+        // signal (0 for a normal exit), and the exit code sits in the next byte.
+        let signalNumber = status & 0x7f
+        let exitStatus = signalNumber == 0 ? (status >> 8) & 0xff : 128 + signalNumber
+        return CommandResult(status: exitStatus, output: readAll(outputFD))
+    }
+
+    private static func readAll(_ fd: Int32) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var offset: off_t = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[0..<n]
+            offset += off_t(n)
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Like `run`, but a non-zero exit status is an error that quotes the output's tail.

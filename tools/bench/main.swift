@@ -212,11 +212,23 @@ struct AllCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs `command` through AsyncParsableCommand's asynchronous entry point. In top-level
-/// code a plain `PersistBench.main()` resolves to the synchronous one inherited from
-/// ParsableCommand, which refuses to run async commands.
-func runAsyncCommand<Command: AsyncParsableCommand>(_ command: Command.Type) async {
-    await command.main(nil)
+/// Parses the command line and runs the chosen subcommand, as `AsyncParsableCommand.main`
+/// does, except that it never exits while an interrupt's cleanup is still running. (In
+/// top-level code a plain `PersistBench.main()` would also resolve to the synchronous
+/// entry point inherited from ParsableCommand, which refuses async commands.)
+func runAsyncCommand<Root: AsyncParsableCommand>(_ root: Root.Type) async {
+    do {
+        var command = try await root.asyncParseAsRoot()
+        if var asyncCommand = command as? any AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run()
+        }
+        cleanup.parkIfInterrupted()
+    } catch {
+        cleanup.parkIfInterrupted()
+        root.exit(withError: error)
+    }
 }
 
 await runAsyncCommand(PersistBench.self)
