@@ -189,15 +189,24 @@ enum Posix {
         return out
     }
 
-    /// Takes an exclusive advisory lock on `path` (created if missing) for the life of
-    /// the process or until the descriptor is closed. Fails at once if another process
-    /// holds it.
-    static func lockFile(_ path: String) throws(StorageError) -> Int32 {
+    /// Takes an exclusive advisory lock on `path` (created if missing) until the
+    /// descriptor is closed. Fails if someone else holds it for longer than `patience`.
+    ///
+    /// The short wait matters: a lock belongs to an open file description, and a child
+    /// process spawned by another thread holds a copy of every descriptor between its
+    /// fork and exec, so a lock just released by `close` can linger for a moment.
+    static func lockFile(_ path: String, patience: Duration = .seconds(2)) throws(StorageError) -> Int32 {
         guard let fd = try openFile(path, O_RDWR | O_CREAT, mode: 0o600) else {
             throw error("open", path, ENOENT, determinacy: .determinate)
         }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        let deadline = ContinuousClock.now + patience
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK && ContinuousClock.now < deadline {
+                usleep(5_000)
+                continue
+            }
             closeFile(fd)
             if e == EWOULDBLOCK {
                 throw .determinate(.rejected, "\(path) is locked: another process has this directory open")
