@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "PersistCodec", targets: ["PersistCodec"]),
         .library(name: "PersistCompression", targets: ["PersistCompression"]),
         .library(name: "PersistLocation", targets: ["PersistLocation"]),
+        .library(name: "PersistClient", targets: ["PersistClient"]),
         .executable(name: "persist-bench", targets: ["PersistBench"]),
     ],
     dependencies: [
@@ -59,6 +60,16 @@ let package = Package(
             name: "PersistConformance", dependencies: ["PersistCore", "PersistLocation"],
             swiftSettings: strict),
 
+        // The shard layer: state machine, CaS loop, handles, batches, maintenance.
+        .target(
+            name: "PersistClient",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+
         // Executables.
         .executableTarget(
             name: "PersistBench",
@@ -88,6 +99,12 @@ let package = Package(
                 "LogCrashHelper",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PersistClientTests",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
             ],
             swiftSettings: strict),
     ]

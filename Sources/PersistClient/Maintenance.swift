@@ -1,0 +1,106 @@
+import Logging
+import PersistCodec
+import PersistCore
+import PersistLocation
+import Synchronization
+
+/// Runs the background work committed transitions hand out: rollups, garbage collection
+/// and compaction (spec/persist.md §6). All of it is best effort: correctness never
+/// depends on it, and later transitions hand it out again.
+final class MaintenanceRunner: Sendable {
+    let blob: any Blob
+    let config: PersistConfig
+    let logger: Logger
+    private struct Tracking {
+        var running = 0
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Compactions in flight, by their output description, so one request is not
+        /// worked on twice by this process.
+        var compacting: Set<BatchDescription> = []
+        /// GC in flight per shard: requests arriving meanwhile are dropped (the next
+        /// transition hands GC out again).
+        var collecting: Set<ShardID> = []
+    }
+    private let tracking = Mutex(Tracking())
+
+    init(blob: any Blob, config: PersistConfig, logger: Logger) {
+        self.blob = blob
+        self.config = config
+        self.logger = logger
+    }
+
+    func run(_ m: RoutineMaintenance, machine: ShardMachine) {
+        if let state = m.rollupOf { spawn { try await self.writeRollup(of: state, machine: machine) } }
+        if let gc = m.gc {
+            let start = tracking.withLock { $0.collecting.insert(machine.shard).inserted }
+            if start {
+                spawn {
+                    defer { self.tracking.withLock { _ = $0.collecting.remove(machine.shard) } }
+                    try await GarbageCollector(machine: machine, blob: self.blob, config: self.config).collect(gc)
+                }
+            }
+        }
+    }
+
+    func compact(_ requests: [MergeRequest], machine: ShardMachine) {
+        guard config.compactionEnabled else { return }
+        for req in requests where Compactor.worthIt(req, config: config) {
+            let start = tracking.withLock { $0.compacting.insert(req.desc).inserted }
+            guard start else { continue }
+            spawn {
+                defer { self.tracking.withLock { _ = $0.compacting.remove(req.desc) } }
+                try await Compactor(machine: machine, blob: self.blob, config: self.config, runner: self).compact(req)
+            }
+        }
+    }
+
+    private func spawn(_ work: @escaping @Sendable () async throws -> Void) {
+        tracking.withLock { $0.running += 1 }
+        Task {
+            do {
+                try await work()
+            } catch is CancellationError {
+            } catch {
+                logger.warning("maintenance failed; it will be handed out again", metadata: ["error": "\(error)"])
+            }
+            let waiters = tracking.withLock { t -> [CheckedContinuation<Void, Never>] in
+                t.running -= 1
+                guard t.running == 0 else { return [] }
+                defer { t.idleWaiters.removeAll() }
+                return t.idleWaiters
+            }
+            for w in waiters { w.resume() }
+        }
+    }
+
+    func waitForIdle() async {
+        while true {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let done = tracking.withLock { t -> Bool in
+                    if t.running == 0 { return true }
+                    t.idleWaiters.append(c)
+                    return false
+                }
+                if done { c.resume() }
+            }
+            // Work finished may have started more work (a compaction's commit can hand
+            // out a rollup); wait until nothing runs at all.
+            if tracking.withLock({ $0.running == 0 }) { return }
+        }
+    }
+
+    /// Writes a rollup of `state` and links it; deletes the blob if another rollup for
+    /// the same seqno won.
+    func writeRollup(of state: ShardState, machine: ShardMachine) async throws {
+        let rollup = try await machine.versions.writeRollup(of: state)
+        let seqno = state.seqno
+        let applied = try await machine.applyIdempotent { s in s.addRollup(at: seqno, rollup) }
+        if !applied.result {
+            let key = machine.versions.blobKey(rollup.key)
+            _ = try? await Retry.external("blob delete", config: config, { () async throws(StorageError) in
+                try await blob.delete(key)
+            })
+        }
+        run(applied.maintenance, machine: machine)
+    }
+}

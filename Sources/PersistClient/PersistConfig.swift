@@ -1,0 +1,76 @@
+import PersistCompression
+
+/// Tuning of the shard layer. Defaults follow the reference system where they matter for
+/// behaviour (rollup threshold, leases, compaction heuristics) and are smaller where its
+/// choice was driven by S3 (part size).
+public struct PersistConfig: Sendable {
+    /// A batch builder cuts a part once its encoded rows reach this many bytes.
+    public var blobTargetSizeBytes: Int = 8 << 20
+    /// Part uploads a batch builder keeps in flight before `add` waits.
+    public var batchBuilderMaxOutstandingParts: Int = 2
+    /// How parts are compressed.
+    public var compression: Compression = .default
+    /// A rollup is written after this many seqnos without one.
+    public var rollupThreshold: UInt64 = 128
+    /// How many recent diffs a state fetch scans before falling back to the head's rollup.
+    public var recentLiveDiffsLimit: Int = 3840
+    /// Leased readers and writers are expired by any committer once their last heartbeat
+    /// is older than their lease.
+    public var readerLeaseMilliseconds: UInt64 = 15 * 60 * 1000
+    public var writerLeaseMilliseconds: UInt64 = 60 * 60 * 1000
+    /// Compaction of a merge request is skipped unless its inputs have at least this many
+    /// batches, parts, or updates.
+    public var compactionMinInputs: Int = 8
+    public var compactionMinParts: Int = 8
+    public var compactionMinUpdates: UInt64 = 1024
+    /// Whether handles run compaction themselves after appends.
+    public var compactionEnabled: Bool = true
+    /// Maximum concurrent blob deletions during garbage collection.
+    public var gcDeleteConcurrency: Int = 32
+    /// Blob and consensus retries back off from this delay, doubling up to `maxBackoff`.
+    public var initialBackoff: Duration = .milliseconds(4)
+    public var maxBackoff: Duration = .seconds(16)
+    /// Polling interval while waiting for a shard's upper to advance.
+    public var pollInterval: Duration = .milliseconds(20)
+    /// The code version recorded in state and checked when state is read.
+    public var applierVersion: SemanticVersion = .current
+
+    public init() {}
+}
+
+/// `major.minor.patch`, as written into state by the code that wrote it.
+public struct SemanticVersion: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+    public var patch: Int
+
+    public init(_ major: Int, _ minor: Int, _ patch: Int) {
+        self.major = major
+        self.minor = minor
+        self.patch = patch
+    }
+
+    /// This build's version.
+    public static let current = SemanticVersion(0, 1, 0)
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".").map { Int($0) }
+        guard parts.count == 3, let a = parts[0], let b = parts[1], let c = parts[2], a >= 0, b >= 0, c >= 0 else {
+            return nil
+        }
+        self.init(a, b, c)
+    }
+
+    public var description: String { "\(major).\(minor).\(patch)" }
+
+    public static func < (a: SemanticVersion, b: SemanticVersion) -> Bool {
+        (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch)
+    }
+
+    /// Whether state written by `writer` may be read by this code: anything older, or
+    /// newer by at most one minor version of the same major.
+    public func canRead(writtenBy writer: SemanticVersion) -> Bool {
+        if writer <= self { return true }
+        return writer.major == major && writer.minor <= minor + 1
+    }
+}
