@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "PersistBench",
             dependencies: [
-                "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation",
+                "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

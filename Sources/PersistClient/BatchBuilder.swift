@@ -41,8 +41,10 @@ public final class BatchBuilder: Sendable {
     public let lower: Antichain
     /// The name of the writer in part keys (`<shard>/p/<writerKey>/<uuid>`).
     public let writerKey: String
+    /// Where parts go, and the retry and part settings used for them.
     private let blob: any Blob
     private let config: PersistConfig
+    /// `config`'s part size and upload bound, clamped to at least 1.
     private let targetBytes: Int
     private let maxOutstanding: Int
     private let state = Mutex(State())
@@ -55,6 +57,8 @@ public final class BatchBuilder: Sendable {
         var task: Task<HollowBatchPart?, any Error>
     }
 
+    /// Where the builder is in its life: open for `add`, then finished, aborted or
+    /// failed for good.
     private enum Phase {
         case open
         /// `finish` is waiting for the last uploads.
@@ -64,8 +68,10 @@ public final class BatchBuilder: Sendable {
         case failed(any Error)
     }
 
+    /// Everything that changes, guarded by `state`'s lock (never held across an await).
     private struct State: ~Copyable {
         var phase = Phase.open
+        /// Rows not yet handed to an upload, and their estimated encoded size.
         var buffer: [Update] = []
         var bufferedBytes = 0
         /// The greatest time added so far, checked against the upper at `finish`.
@@ -75,6 +81,7 @@ public final class BatchBuilder: Sendable {
         /// The uploads before this index are known to have completed successfully.
         var retired = 0
 
+        /// Uploads that count against the bound: started and not yet seen to complete.
         var inFlight: Int { uploads.count - retired }
     }
 
@@ -101,8 +108,9 @@ public final class BatchBuilder: Sendable {
 
     /// Adds `updates`, in order. Every update is checked before any is added: if one is
     /// before `lower` the call throws `InvalidUsage.updateNotBeyondLower` and adds none.
-    /// Otherwise behaves like calling `add` for each.
-    public func add(contentsOf updates: some Collection<Update> & Sendable) async throws {
+    /// Otherwise behaves like calling `add` for each (if the builder fails or is aborted
+    /// midway, some of the updates may have been buffered; it is unusable then anyway).
+    public func add(contentsOf updates: some Collection<Update>) async throws {
         for u in updates where !lower.lessEqual(u.time) {
             throw InvalidUsage.updateNotBeyondLower(time: u.time, lower: lower)
         }
@@ -240,6 +248,7 @@ public final class BatchBuilder: Sendable {
 
     /// What to do outside the lock.
     private enum Step {
+        /// Nothing to wait for.
         case none
         /// Wait for upload number `index`, the oldest one not known to have completed.
         case wait(index: Int, Task<HollowBatchPart?, any Error>)
@@ -248,6 +257,7 @@ public final class BatchBuilder: Sendable {
     /// The encoded-size estimate of a row (two short length prefixes, time, diff).
     private static func estimatedSize(_ u: Update) -> Int { u.key.count + u.value.count + 18 }
 
+    /// Throws unless `add` and `finish` may still be called in `phase`.
     private static func checkWritable(_ phase: Phase) throws {
         switch phase {
         case .open: return

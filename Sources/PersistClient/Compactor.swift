@@ -48,9 +48,23 @@ struct Compactor {
         }
     }
 
-    /// Writes consolidated `updates` as parts of about the target size.
+    /// Writes consolidated `updates` as parts of about the target size. If writing stops
+    /// part way (cancellation, a compression error), the parts already written are
+    /// deleted again.
     func write(_ updates: [Update], desc: BatchDescription) async throws -> HollowBatch {
         var parts: [HollowBatchPart] = []
+        do {
+            return try await writeParts(updates, desc: desc, into: &parts)
+        } catch {
+            let partial = HollowBatch(desc: desc, rowCount: parts.reduce(0) { $0 + $1.rowCount }, parts: parts)
+            await BatchBuilder.deleteParts(of: partial, shard: machine.shard, blob: blob, config: config)
+            throw error
+        }
+    }
+
+    private func writeParts(_ updates: [Update], desc: BatchDescription, into parts: inout [HollowBatchPart]) async throws
+        -> HollowBatch
+    {
         var start = 0
         while start < updates.count {
             var end = start

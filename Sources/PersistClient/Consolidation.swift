@@ -1,10 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import PersistCore
 
 /// Consolidation of updates (spec/persist.md §1.1): updates that agree on
@@ -25,28 +18,33 @@ public enum Consolidation {
     /// none of which allocates; an input that is already sorted costs O(n).
     public static func consolidate(_ updates: inout [Update]) {
         guard !updates.isEmpty else { return }
-        if !isSorted(updates) {
-            updates.sort(by: precedes)
-        }
-        // Merge runs of equal triples in place, keeping the first of each run.
-        let n = updates.count
-        var write = 0
-        var read = 0
-        while read < n {
-            var diff = updates[read].diff
-            var next = read + 1
-            while next < n && compare(updates[read], updates[next]) == 0 {
-                diff &+= updates[next].diff
-                next += 1
+        let kept = updates.withUnsafeMutableBufferPointer { buf -> Int in
+            // Reading elements through the buffer borrows them; going through the array
+            // would retain and release their keys and values on every comparison.
+            if !isSorted(buf) {
+                buf.sort { compare($0, $1) < 0 }
             }
-            if diff != 0 {
-                if write != read { updates.swapAt(write, read) }
-                updates[write].diff = diff
-                write += 1
+            // Merge runs of equal triples in place, keeping the first of each run.
+            let n = buf.count
+            var write = 0
+            var read = 0
+            while read < n {
+                var diff = buf[read].diff
+                var next = read + 1
+                while next < n && compare(buf[read], buf[next]) == 0 {
+                    diff &+= buf[next].diff
+                    next += 1
+                }
+                if diff != 0 {
+                    if write != read { buf.swapAt(write, read) }
+                    buf[write].diff = diff
+                    write += 1
+                }
+                read = next
             }
-            read = next
+            return write
         }
-        updates.removeLast(n - write)
+        updates.removeLast(updates.count - kept)
     }
 
     /// Advances every update's time to the frontier `since`: `t = max(t, since)`.
@@ -68,6 +66,7 @@ public enum Consolidation {
 
     /// Three-way comparison of the `(key, value, time)` triples of `a` and `b`: negative,
     /// zero or positive as `a` sorts before, equal to, or after `b`. Diffs are ignored.
+    @inline(__always)
     static func compare(_ a: Update, _ b: Update) -> Int {
         let byKey = compareBytes(a.key, b.key)
         if byKey != 0 { return byKey }
@@ -77,22 +76,24 @@ public enum Consolidation {
     }
 
     /// Three-way unsigned lexicographic comparison of two byte strings, without copying.
+    /// (A plain loop: measured faster here than calling `memcmp` through
+    /// `withUnsafeBufferPointer` for the short keys typical of shards.)
+    @inline(__always)
     static func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                let common = Swift.min(pa.count, pb.count)
-                if common > 0, let x = pa.baseAddress, let y = pb.baseAddress {
-                    let c = memcmp(x, y, common)
-                    if c != 0 { return c < 0 ? -1 : 1 }
-                }
-                return pa.count < pb.count ? -1 : (pa.count == pb.count ? 0 : 1)
-            }
+        let common = Swift.min(a.count, b.count)
+        var i = 0
+        while i < common {
+            let x = a[i]
+            let y = b[i]
+            if x != y { return x < y ? -1 : 1 }
+            i += 1
         }
+        return a.count < b.count ? -1 : (a.count == b.count ? 0 : 1)
     }
 
     /// Whether the triples are already in non-decreasing order, so sorting can be skipped
     /// (equal neighbours are still merged afterwards).
-    static func isSorted(_ updates: [Update]) -> Bool {
+    static func isSorted(_ updates: UnsafeMutableBufferPointer<Update>) -> Bool {
         var i = 1
         while i < updates.count {
             if compare(updates[i - 1], updates[i]) > 0 { return false }

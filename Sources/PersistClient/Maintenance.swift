@@ -20,6 +20,8 @@ final class MaintenanceRunner: Sendable {
         /// GC in flight per shard: requests arriving meanwhile are dropped (the next
         /// transition hands GC out again).
         var collecting: Set<ShardID> = []
+        /// Rollup writes in flight per shard.
+        var rollingUp: Set<ShardID> = []
     }
     private let tracking = Mutex(Tracking())
 
@@ -30,7 +32,17 @@ final class MaintenanceRunner: Sendable {
     }
 
     func run(_ m: RoutineMaintenance, machine: ShardMachine) {
-        if let state = m.rollupOf { spawn { try await self.writeRollup(of: state, machine: machine) } }
+        if let state = m.rollupOf {
+            // One rollup at a time per shard: while one is being written, later
+            // transitions that find a rollup due leave it to the next hand-out.
+            let start = tracking.withLock { $0.rollingUp.insert(machine.shard).inserted }
+            if start {
+                spawn {
+                    defer { self.tracking.withLock { _ = $0.rollingUp.remove(machine.shard) } }
+                    try await self.writeRollup(of: state, machine: machine)
+                }
+            }
+        }
         if let gc = m.gc {
             let start = tracking.withLock { $0.collecting.insert(machine.shard).inserted }
             if start {
@@ -90,8 +102,20 @@ final class MaintenanceRunner: Sendable {
     }
 
     /// Writes a rollup of `state` and links it; deletes the blob if another rollup for
-    /// the same seqno won.
+    /// the same seqno won. If the shard moved a whole threshold on meanwhile, rolls up
+    /// again, so that when maintenance goes idle no more than a threshold of diffs
+    /// follows the latest rollup.
     func writeRollup(of state: ShardState, machine: ShardMachine) async throws {
+        var target = state
+        while true {
+            try await writeOneRollup(of: target, machine: machine)
+            let now = machine.current
+            guard now.rollupDue(threshold: config.rollupThreshold) != nil, now.seqno > target.seqno else { return }
+            target = now
+        }
+    }
+
+    private func writeOneRollup(of state: ShardState, machine: ShardMachine) async throws {
         let rollup = try await machine.versions.writeRollup(of: state)
         let seqno = state.seqno
         let applied = try await machine.applyIdempotent { s in s.addRollup(at: seqno, rollup) }

@@ -19,6 +19,8 @@ public final class PersistClient: Sendable {
     let logger: Logger
     let maintenance: MaintenanceRunner
     private let machines = Mutex<[ShardID: ShardMachine]>([:])
+    /// Unreferenced part keys and when this process first saw them unreferenced.
+    let leakCandidates = Mutex<[String: UInt64]>([:])
 
     public init(
         blob: any Blob, consensus: any Consensus, config: PersistConfig = PersistConfig(),

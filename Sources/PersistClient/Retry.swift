@@ -1,3 +1,4 @@
+import Logging
 import PersistCore
 
 /// Exponential backoff with multiplicative jitter: starts at `initial`, doubles per
@@ -37,10 +38,15 @@ enum Retry {
             do throws(StorageError) {
                 return try await op()
             } catch {
+                if backoff.attempts == 3 || (backoff.attempts > 3 && backoff.attempts % 10 == 0) {
+                    logger.info("\(what) keeps failing; retrying", metadata: ["attempts": "\(backoff.attempts)", "error": "\(error)"])
+                }
                 try await sleepOrCancel(backoff.nextDelay(using: &rng))
             }
         }
     }
+
+    static let logger = Logger(label: "swift-txn-wal.persist.retry")
 
     /// Retries `op` on determinate errors (they did not happen) and returns the first
     /// indeterminate one to the caller, who must resolve it by reading.

@@ -192,8 +192,10 @@ extension ShardState {
 
     /// Records a rollup of the state at `seqno`. Returns whether this rollup is the one
     /// recorded (false: another one is, and the caller should delete its blob).
+    /// A rollup older than the latest one is of no use and is refused too.
     mutating func addRollup(at seqno: SeqNo, _ rollup: HollowRollup) -> Work<Bool> {
         if let existing = rollups[seqno] { return .noOp(existing == rollup) }
+        if let latest = latestRollup?.seqno, seqno < latest { return .noOp(false) }
         rollups[seqno] = rollup
         return .commit(true)
     }
@@ -211,8 +213,14 @@ extension ShardState {
 
     /// Drops leased readers and writers whose lease ran out before `nowMs`.
     mutating func expire(nowMs: UInt64) {
-        leasedReaders = leasedReaders.filter { $0.value.lastHeartbeatMs &+ $0.value.leaseDurationMs >= nowMs }
-        writers = writers.filter { $0.value.lastHeartbeatMs &+ $0.value.leaseDurationMs >= nowMs }
+        leasedReaders = leasedReaders.filter { Self.leaseEnd($0.value.lastHeartbeatMs, $0.value.leaseDurationMs) >= nowMs }
+        writers = writers.filter { Self.leaseEnd($0.value.lastHeartbeatMs, $0.value.leaseDurationMs) >= nowMs }
+    }
+
+    /// When a lease runs out; a lease too long to add up never does.
+    static func leaseEnd(_ heartbeat: UInt64, _ lease: UInt64) -> UInt64 {
+        let (end, overflow) = heartbeat.addingReportingOverflow(lease)
+        return overflow ? .max : end
     }
 
     /// Assigns garbage collection to this transition when enough seqnos have passed since
@@ -221,7 +229,9 @@ extension ShardState {
     mutating func maybeAssignGC(isWrite: Bool) -> GCRequest? {
         let since = seqnoSince
         guard since > lastGCReq else { return nil }
-        let threshold = max(1, UInt64.bitWidth - seqno.rawValue.leadingZeroBitCount - 1)
+        // log2 of the seqno rounded up to a power of two: grows slowly as the shard ages.
+        let s = seqno.rawValue
+        let threshold = s <= 1 ? 1 : max(1, UInt64.bitWidth - (s - 1).leadingZeroBitCount)
         guard since.rawValue - lastGCReq.rawValue >= UInt64(threshold) else { return nil }
         guard isWrite || writers.isEmpty else { return nil }
         lastGCReq = since
@@ -229,13 +239,12 @@ extension ShardState {
     }
 
     /// The seqno of this state if a rollup of it is due: `threshold` or more seqnos since
-    /// the latest one, on multiples of the threshold or once overdue by another
-    /// threshold (so several processes rarely write the same one).
+    /// the latest one. (Each process writes one rollup of a shard at a time, so a due
+    /// rollup handed out while another is being written is simply skipped.)
     func rollupDue(threshold: UInt64) -> SeqNo? {
         let latest = latestRollup?.seqno.rawValue ?? 0
         let behind = seqno.rawValue - min(latest, seqno.rawValue)
         guard threshold > 0, behind >= threshold else { return nil }
-        guard seqno.rawValue % threshold == 0 || behind >= 2 * threshold else { return nil }
         return seqno
     }
 }

@@ -199,7 +199,7 @@ extension ShardState {
             keyCodec: try r.readString("key codec", limit: 256), valueCodec: try r.readString("value codec", limit: 256))
         s.lastGCReq = try r.readSeqNo("last gc req")
         s.rollups = try r.readMap("rollups", minItemSize: 10, key: { (r) throws(CodecError) in try r.readSeqNo("rollup seqno") }, value: { (r) throws(CodecError) in try r.readRollup() })
-        s.leasedReaders = try r.readMap("leased readers", minItemSize: 43, key: { (r) throws(CodecError) in try r.readID("reader id") }, value: { (r) throws(CodecError) in try r.readLeasedReader() })
+        s.leasedReaders = try r.readMap("leased readers", minItemSize: 42, key: { (r) throws(CodecError) in try r.readID("reader id") }, value: { (r) throws(CodecError) in try r.readLeasedReader() })
         s.criticalReaders = try r.readMap("critical readers", minItemSize: 27, key: { (r) throws(CodecError) in try r.readID("critical id") }, value: { (r) throws(CodecError) in try r.readCriticalReader() })
         s.writers = try r.readMap("writers", minItemSize: 50, key: { (r) throws(CodecError) in try r.readID("writer id") }, value: { (r) throws(CodecError) in try r.readWriter() })
         let since = try r.readAntichain("trace since")

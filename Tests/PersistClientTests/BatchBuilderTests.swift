@@ -6,17 +6,21 @@ import PersistLocation
 import Synchronization
 import Testing
 
-/// A `Blob` that counts calls and can hold `set`s back until the test lets them go.
+/// A `Blob` that counts calls and, when `holding`, holds every `set` back until the test
+/// releases it.
 ///
-/// Holding: a `set` registers itself as held and suspends. Held sets are released all
-/// together as soon as `releaseWhenHeld` of them are held, or once `releaseAfter` sets
-/// have arrived in total; with neither, they wait until their task is cancelled (then
-/// they fail with an indeterminate timeout without writing). A released set writes to
-/// `inner`.
+/// A held set registers itself and suspends; `releaseAll()` lets every set held at that
+/// moment through, `openGate()` also every later one. A held set whose task is cancelled
+/// fails with an indeterminate timeout without writing. A released set writes to `inner`.
 final class GatedBlob: Blob {
+    /// One `set` arriving at the gate: how many arrived so far, and how many are held
+    /// now (this one included).
+    struct Arrival: Sendable, Equatable {
+        var arrived: Int
+        var held: Int
+    }
+
     let inner = MemoryBlob()
-    private let releaseWhenHeld: Int?
-    private let releaseAfter: Int?
     private let holding: Bool
 
     private struct State {
@@ -29,18 +33,19 @@ final class GatedBlob: Blob {
         var open = false
     }
 
+    private enum Admission {
+        case pass
+        case fail
+        case hold(Arrival)
+    }
+
     private let state = Mutex(State())
-    /// Yields the number of sets held after each arrival.
-    let arrivals: AsyncStream<Int>
-    private let arrivalsSink: AsyncStream<Int>.Continuation
+    /// Every arrival of a held set, in order.
+    let arrivals: AsyncStream<Arrival>
+    private let arrivalsSink: AsyncStream<Arrival>.Continuation
 
-    /// Sets go straight through.
-    convenience init() { self.init(holding: false, releaseWhenHeld: nil, releaseAfter: nil) }
-
-    init(holding: Bool, releaseWhenHeld: Int?, releaseAfter: Int?) {
+    init(holding: Bool = false) {
         self.holding = holding
-        self.releaseWhenHeld = releaseWhenHeld
-        self.releaseAfter = releaseAfter
         (arrivals, arrivalsSink) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
@@ -49,6 +54,21 @@ final class GatedBlob: Blob {
     /// How many sets and deletes were called (including failed ones).
     var setCalls: Int { state.withLock { $0.sets } }
     var deleteCalls: Int { state.withLock { $0.deletes } }
+
+    /// Lets every set held now through.
+    func releaseAll() {
+        let waiting = state.withLock { s in
+            defer { s.held = [:] }
+            return Array(s.held.values)
+        }
+        for c in waiting { c.resume() }
+    }
+
+    /// Lets every held and every future set through.
+    func openGate() {
+        state.withLock { $0.open = true }
+        releaseAll()
+    }
 
     func get(_ key: String) async throws(StorageError) -> [UInt8]? { try await inner.get(key) }
 
@@ -62,21 +82,19 @@ final class GatedBlob: Blob {
             do {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                        let (release, held) = state.withLock { s -> ([CheckedContinuation<Void, any Error>], Int) in
+                        let admission = state.withLock { s -> Admission in
+                            if Task.isCancelled { return .fail }
+                            if s.open { return .pass }
                             s.arrived += 1
-                            if s.open || Task.isCancelled { return ([c], s.held.count) }
                             s.held[id] = c
                             s.maxHeld = max(s.maxHeld, s.held.count)
-                            let held = s.held.count
-                            if held == releaseWhenHeld || s.arrived == releaseAfter {
-                                if s.arrived == releaseAfter { s.open = true }
-                                defer { s.held = [:] }
-                                return (Array(s.held.values), held)
-                            }
-                            return ([], held)
+                            return .hold(Arrival(arrived: s.arrived, held: s.held.count))
                         }
-                        arrivalsSink.yield(held)
-                        for r in release { r.resume() }
+                        switch admission {
+                        case .pass: c.resume()
+                        case .fail: c.resume(throwing: CancellationError())
+                        case .hold(let arrival): arrivalsSink.yield(arrival)
+                        }
                     }
                 } onCancel: {
                     let c = state.withLock { $0.held.removeValue(forKey: id) }
@@ -84,9 +102,6 @@ final class GatedBlob: Blob {
                 }
             } catch {
                 throw StorageError.indeterminate(.timeout, "gated set cancelled")
-            }
-            if Task.isCancelled && !state.withLock({ $0.open }) {
-                // Released by cancellation racing a release: report, do not write.
             }
         }
         try await inner.set(key, value)
@@ -110,6 +125,12 @@ private func distinctRows(_ n: Int, time: (Int) -> Timestamp = { _ in 1 }) -> [U
         let key = withUnsafeBytes(of: k) { Array($0) }
         return Update(key: key, value: [1, 2, 3, 4], time: time(i), diff: 1)
     }
+}
+
+/// A shard id drawn from `seed`.
+private func testShard(_ seed: UInt64) -> ShardID {
+    var g = SeededGenerator(seed: seed)
+    return ShardID(using: &g)
 }
 
 private func config(targetBytes: Int, outstanding: Int = 2, compression: Compression = .default) -> PersistConfig {
@@ -163,7 +184,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
             #expect(!rows.isEmpty)
             #expect(part.keyLower == rows.first?.key && part.keyUpper == rows.last?.key)
             #expect(part.diffsSum == rows.reduce(0) { $0 &+ $1.diff })
-            #expect(part.encodedSizeBytes == UInt64(stored.first { $0.key == "\(shard)/\(part.key)" }?.sizeBytes ?? -1))
+            #expect(stored.first { $0.key == "\(shard)/\(part.key)" }?.sizeBytes == Int(part.encodedSizeBytes))
             #expect(part.tsRewrite == nil)
             all += rows
         }
@@ -191,7 +212,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test func updateBeforeLowerIsRejectedAndNotAdded() async throws {
         let blob = GatedBlob()
-        let builder = BatchBuilder(shard: .random(), lower: Antichain(5), blob: blob, writerKey: "w", config: config(targetBytes: 1 << 20))
+        let builder = BatchBuilder(shard: testShard(108), lower: Antichain(5), blob: blob, writerKey: "w", config: config(targetBytes: 1 << 20))
         await #expect(throws: InvalidUsage.updateNotBeyondLower(time: 4, lower: Antichain(5))) {
             try await builder.add(Update(key: [1], value: [], time: 4, diff: 1))
         }
@@ -203,7 +224,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
         #expect(batch.parts.isEmpty && batch.rowCount == 0)
         #expect(blob.setCalls == 0)
 
-        let closed = BatchBuilder(shard: .random(), lower: .empty, blob: blob, writerKey: "w", config: config(targetBytes: 1 << 20))
+        let closed = BatchBuilder(shard: testShard(109), lower: .empty, blob: blob, writerKey: "w", config: config(targetBytes: 1 << 20))
         await #expect(throws: InvalidUsage.updateNotBeyondLower(time: .max, lower: .empty)) {
             try await closed.add(Update(key: [1], value: [], time: .max, diff: 1))
         }
@@ -211,7 +232,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test func finishChecksTheUpper() async throws {
         let blob = GatedBlob()
-        let shard = ShardID.random()
+        let shard = testShard(101)
         let builder = BatchBuilder(shard: shard, lower: Antichain(5), blob: blob, writerKey: "w", config: config(targetBytes: 1 << 20))
         try await builder.add(contentsOf: [
             Update(key: [1], value: [], time: 9, diff: 1), Update(key: [2], value: [], time: 5, diff: 1),
@@ -246,7 +267,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test func emptyBatchesWriteNothing() async throws {
         let blob = GatedBlob()
-        let shard = ShardID.random()
+        let shard = testShard(102)
         let empty = try await BatchBuilder(shard: shard, lower: Antichain(3), blob: blob, writerKey: "w", config: PersistConfig())
             .finish(upper: Antichain(3))
         #expect(empty == HollowBatch(desc: BatchDescription(lower: Antichain(3), upper: Antichain(3)), rowCount: 0, parts: []))
@@ -264,12 +285,12 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
         let rows = distinctRows(50, time: { UInt64($0) })
         await #expect(throws: InvalidUsage.updateBeyondUpper(time: 49, upper: Antichain(49))) {
             try await BatchBuilder.build(
-                updates: rows, shard: .random(), lower: .minimum, upper: Antichain(49), blob: blob, writerKey: "w",
+                updates: rows, shard: testShard(110), lower: .minimum, upper: Antichain(49), blob: blob, writerKey: "w",
                 config: config(targetBytes: rowBytes))
         }
         await #expect(throws: InvalidUsage.updateNotBeyondLower(time: 0, lower: Antichain(1))) {
             try await BatchBuilder.build(
-                updates: rows, shard: .random(), lower: Antichain(1), upper: Antichain(50), blob: blob, writerKey: "w",
+                updates: rows, shard: testShard(111), lower: Antichain(1), upper: Antichain(50), blob: blob, writerKey: "w",
                 config: config(targetBytes: rowBytes))
         }
         #expect(try await blob.list(prefix: "").isEmpty)
@@ -277,8 +298,8 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test func abortDeletesEveryUploadedPart() async throws {
         let blob = GatedBlob()
-        let shard = ShardID.random()
-        let other = ShardID.random()
+        let shard = testShard(103)
+        let other = testShard(104)
         // Someone else's part, which must survive.
         try await blob.set("\(other)/p/w/keep", [1])
         let builder = BatchBuilder(shard: shard, lower: .minimum, blob: blob, writerKey: "w", config: config(targetBytes: 5 * rowBytes))
@@ -295,7 +316,7 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test func deletePartsRemovesABatch() async throws {
         let blob = MemoryBlob()
-        let shard = ShardID.random()
+        let shard = testShard(105)
         let cfg = config(targetBytes: 4 * rowBytes)
         let keep = try await BatchBuilder.build(
             updates: distinctRows(9), shard: shard, lower: .minimum, upper: .empty, blob: blob, writerKey: "w", config: cfg)
@@ -311,22 +332,34 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
 
     @Test(arguments: [1, 2, 3])
     func uploadsInFlightNeverExceedTheBound(outstanding: Int) async throws {
-        // 10 rows per part, 68 rows: 7 parts. Held uploads are let go only once the bound
-        // is reached (or every part has arrived), so a builder that started more uploads
-        // than allowed would be seen holding more than `outstanding` at once; one that
-        // waited for fewer would deadlock here.
+        // 10 rows per part, 68 rows: 7 parts. Every upload is held at the blob until the
+        // test sees `outstanding` of them held (or all 7 arrived) and lets the held ones
+        // go. A builder that waited for fewer uploads than allowed would deadlock here;
+        // one that started more would be seen holding more than `outstanding` at once
+        // (the test yields before each release to let such extra uploads arrive).
         let parts = 7
-        let blob = GatedBlob(holding: true, releaseWhenHeld: outstanding, releaseAfter: parts)
-        let shard = ShardID.random()
+        let blob = GatedBlob(holding: true)
+        let shard = testShard(106)
         let cfg = config(targetBytes: 10 * rowBytes, outstanding: outstanding, compression: .lz4)
         let input = distinctRows(68)
         let builder = BatchBuilder(shard: shard, lower: .minimum, blob: blob, writerKey: "w", config: cfg)
-        let batch = try await Task {
+        let building = Task {
             for chunk in stride(from: 0, to: input.count, by: 17) {
                 try await builder.add(contentsOf: Array(input[chunk..<min(chunk + 17, input.count)]))
             }
             return try await builder.finish(upper: Antichain(2))
-        }.value
+        }
+        var arrivals = blob.arrivals.makeAsyncIterator()
+        var arrived = 0
+        while arrived < parts, let arrival = await arrivals.next() {
+            arrived = arrival.arrived
+            if arrival.held >= outstanding || arrived == parts {
+                for _ in 0..<50 { await Task.yield() }
+                blob.releaseAll()
+            }
+        }
+        blob.openGate()
+        let batch = try await building.value
         #expect(blob.maxHeld == outstanding)
         #expect(blob.setCalls == parts)
         #expect(batch.parts.map(\.rowCount) == [10, 10, 10, 10, 10, 10, 8])
@@ -336,20 +369,21 @@ private func readAll(_ batch: HollowBatch, shard: ShardID, blob: any Blob, confi
     @Test func cancellationWhileWaitingForAnUploadFailsTheBuilder() async throws {
         // Uploads are held until cancelled; with one upload allowed, filling the second
         // part makes `add` wait for the first.
-        let blob = GatedBlob(holding: true, releaseWhenHeld: nil, releaseAfter: nil)
-        let shard = ShardID.random()
+        let blob = GatedBlob(holding: true)
+        let shard = testShard(107)
         let cfg = config(targetBytes: 10 * rowBytes, outstanding: 1)
         let builder = BatchBuilder(shard: shard, lower: .minimum, blob: blob, writerKey: "w", config: cfg)
         let adding = Task { try await builder.add(contentsOf: distinctRows(25)) }
         var arrivals = blob.arrivals.makeAsyncIterator()
-        #expect(await arrivals.next() == 1)
+        #expect(await arrivals.next() == GatedBlob.Arrival(arrived: 1, held: 1))
         adding.cancel()
         await #expect(throws: CancellationError.self) { try await adding.value }
         // Failed for good: only abort is left.
         await #expect(throws: CancellationError.self) { try await builder.finish(upper: .empty) }
         await #expect(throws: CancellationError.self) { try await builder.add(distinctRows(1)[0]) }
         await builder.abort()
-        #expect(blob.setCalls >= 1)
+        #expect(blob.setCalls == 1)
+        #expect(blob.deleteCalls == 1)
         #expect(try await blob.list(prefix: "").isEmpty)
     }
 

@@ -14,7 +14,9 @@ struct PersistBench: AsyncParsableCommand {
             ../shared/tools/fsync-probe before and after: the disk's flush speed changes \
             over time, and the consensus figures depend on it.
             """,
-        subcommands: [CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, AllCommand.self])
+        subcommands: [
+            CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, AllCommand.self,
+        ])
 }
 
 /// Options every subcommand takes.
@@ -140,6 +142,53 @@ struct ConsensusOptions: ParsableArguments {
     }
 }
 
+/// The shard benchmark's own options. Its warmup, scratch parent and keep flag are
+/// passed in: `persist` declares them itself, `all` shares the consensus ones.
+struct PersistOptions: ParsableArguments {
+    @Option(help: "Comma-separated blob and consensus pairs: 'mem' (in memory) and 'file' (FileBlob + LogConsensus).")
+    var backends = ShardBackendList([.mem, .file])
+
+    @Option(help: "Measured small appends (one row each) per backend.")
+    var appends = 2000
+
+    @Option(name: .customLong("ingest-mib"), help: "Size of the ingest batch's encoded rows in MiB.")
+    var ingestMiB = 64
+
+    @Option(name: .customLong("ingest-runs"), help: "Ingest runs per backend, each on a fresh shard.")
+    var ingestRuns = 3
+
+    @Option(name: .customLong("part-mib"), help: "Part size target in MiB (default: PersistConfig's, 8).")
+    var partMiB: Int?
+
+    @Option(help: "Part uploads a batch builder keeps in flight (default: PersistConfig's, 2).")
+    var outstanding: Int?
+
+    func validate() throws {
+        guard !backends.kinds.isEmpty else { throw ValidationError("--backends names no backend") }
+        guard Set(backends.kinds).count == backends.kinds.count else {
+            throw ValidationError("--backends names a backend twice")
+        }
+        guard appends > 0 else { throw ValidationError("--appends must be positive") }
+        guard ingestMiB > 0 else { throw ValidationError("--ingest-mib must be positive") }
+        guard ingestRuns > 0 else { throw ValidationError("--ingest-runs must be positive") }
+        if let partMiB { guard partMiB > 0 else { throw ValidationError("--part-mib must be positive") } }
+        if let outstanding { guard outstanding > 0 else { throw ValidationError("--outstanding must be positive") } }
+    }
+
+    func run(common: CommonOptions, warmup: Int, dir: String, keep: Bool) async throws {
+        let settings = ShardBench.Settings(
+            backends: backends.kinds, appends: appends, warmup: warmup, ingestBytes: ingestMiB << 20,
+            ingestRuns: ingestRuns, partBytes: partMiB.map { $0 << 20 }, outstandingParts: outstanding,
+            parentDirectory: dir, keep: keep, seed: common.seed)
+        let result = try await ShardBench(settings: settings).run()
+        ShardBench.report(result)
+        if common.json { try printJSONLine(result) }
+        guard result.checksPassed else {
+            throw BenchError("a correctness check failed (marked WRONG above)")
+        }
+    }
+}
+
 struct CRCCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crc", abstract: "CRC32C throughput (GB/s) over one large seeded buffer.")
@@ -194,14 +243,61 @@ struct ConsensusCommand: AsyncParsableCommand {
     }
 }
 
+struct PersistCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "persist",
+        abstract: "Shard layer: small-append latency and large-batch ingest throughput, beside zstd-1.",
+        discussion: """
+            Runs PersistClient on each backend pair: N sequential one-row compareAndAppend \
+            calls (latency percentiles), then one large batch of synthetic rows appended in \
+            a single call on a fresh shard (MB/s of encoded rows), compared with zstd level 1 \
+            compressing the same bytes on one core. The file pair lives in a fresh scratch \
+            directory. Results are read back to check them.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var options: PersistOptions
+
+    @Option(help: "Unmeasured small appends before the measured ones.")
+    var warmup = 200
+
+    @Option(
+        help: ArgumentHelp(
+            "Directory to put the run's scratch directory in (the file backend's blobs and log).",
+            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
+    var dir = "/tmp"
+
+    @Flag(help: "Keep the scratch directory.")
+    var keep = false
+
+    func validate() throws {
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+    }
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("persist")
+        try await options.run(common: common, warmup: warmup, dir: dir, keep: keep)
+    }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "all", abstract: "Runs crc, compression and consensus in that order.")
+        commandName: "all", abstract: "Runs crc, compression, consensus and persist in that order.",
+        discussion: "persist uses the consensus options' --dir and --keep, and --persist-warmup for its warmup.")
 
     @OptionGroup var common: CommonOptions
     @OptionGroup(title: "crc") var crc: CRCOptions
     @OptionGroup(title: "compression") var compression: CompressionOptions
     @OptionGroup(title: "consensus") var consensus: ConsensusOptions
+    @OptionGroup(title: "persist") var persist: PersistOptions
+
+    @Option(name: .customLong("persist-warmup"), help: "Unmeasured small appends before persist's measured ones.")
+    var persistWarmup = 200
+
+    func validate() throws {
+        guard persistWarmup >= 0 else { throw ValidationError("--persist-warmup must not be negative") }
+    }
 
     func run() async throws {
         cleanup.installSignalHandlers()
@@ -209,6 +305,7 @@ struct AllCommand: AsyncParsableCommand {
         try crc.run(common: common)
         try compression.run(common: common)
         try await consensus.run(common: common)
+        try await persist.run(common: common, warmup: persistWarmup, dir: consensus.dir, keep: consensus.keep)
     }
 }
 

@@ -8,7 +8,8 @@
 // - PartRows.decode gets the bytes after the first, with the first byte's low four bits
 //   as the row count;
 // - the consensus log reader reads a sequence of framed records from all of it, and the
-//   segment header decoder gets all of it.
+//   segment header decoder gets all of it;
+// - ShardState.decode (rollups) and StateDiff.decode (consensus values) get all of it.
 // Throwing a CodecError is the expected outcome for almost every input. Whatever decodes
 // must encode back to exactly the bytes it came from; anything else is a codec bug, and
 // the harness traps so that libFuzzer records the input.
@@ -23,6 +24,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkBatchPart(input)
     checkLogRecords(input)
     checkSegmentHeader(input)
+    checkShardState(input)
+    checkStateDiff(input)
     if let selector = input.first {
         let rest = Array(input.dropFirst())
         checkTxnsEntry(rest, split: Int(selector))
@@ -96,4 +99,17 @@ func checkSegmentHeader(_ bytes: [UInt8]) {
     require(
         header.encode() == Array(bytes.prefix(ConsensusLogSegmentHeader.size)),
         "segment header does not re-encode to its input")
+}
+
+func checkShardState(_ bytes: [UInt8]) {
+    guard let state = try? ShardState.decode(bytes) else { return }
+    require(state.encode() == bytes, "shard state does not re-encode to its input")
+    // decode promises a valid trace; the structural check must agree.
+    require((try? state.trace.validate()) != nil, "shard state decoded with an invalid trace")
+}
+
+func checkStateDiff(_ bytes: [UInt8]) {
+    guard let diff = try? StateDiff.decode(bytes) else { return }
+    require(diff.encode() == bytes, "state diff does not re-encode to its input")
+    require(diff.seqnoFrom < diff.seqnoTo, "state diff decoded with seqnos out of order")
 }
