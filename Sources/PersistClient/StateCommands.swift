@@ -223,6 +223,9 @@ extension ShardState {
         return overflow ? .max : end
     }
 
+    /// The most seqnos one garbage collection is asked to cover.
+    static let maxGCStep: UInt64 = 128_000
+
     /// Assigns garbage collection to this transition when enough seqnos have passed since
     /// the last one (a threshold that grows slowly with the seqno). Prefers writers, so
     /// readers are not slowed down, unless there are no writers.
@@ -234,8 +237,10 @@ extension ShardState {
         let threshold = s <= 1 ? 1 : max(1, UInt64.bitWidth - (s - 1).leadingZeroBitCount)
         guard since.rawValue - lastGCReq.rawValue >= UInt64(threshold) else { return nil }
         guard isWrite || writers.isEmpty else { return nil }
-        lastGCReq = since
-        return GCRequest(newSeqnoSince: since)
+        // Bounded steps, so one GC never has an unbounded amount of history to walk.
+        let capped = min(since, SeqNo(lastGCReq.rawValue &+ Self.maxGCStep) ?? since)
+        lastGCReq = capped
+        return GCRequest(newSeqnoSince: capped)
     }
 
     /// The seqno of this state if a rollup of it is due: `threshold` or more seqnos since
