@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "PersistCompression", targets: ["PersistCompression"]),
         .library(name: "PersistLocation", targets: ["PersistLocation"]),
         .library(name: "PersistClient", targets: ["PersistClient"]),
+        .library(name: "TxnWAL", targets: ["TxnWAL"]),
         .executable(name: "persist-bench", targets: ["PersistBench"]),
     ],
     dependencies: [
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // Vocabulary types shared by every layer. No dependencies.
@@ -70,6 +72,16 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // Atomic multi-shard writes: the txns shard, commit, apply, tidy, read translation.
+        .target(
+            name: "TxnWAL",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistLocation", "PersistClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Collections", package: "swift-collections"),
+            ],
+            swiftSettings: strict),
+
         // Executables.
         .executableTarget(
             name: "PersistBench",
@@ -106,6 +118,10 @@ let package = Package(
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
             ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TxnWALTests",
+            dependencies: ["PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL"],
             swiftSettings: strict),
     ]
 )

@@ -1,0 +1,58 @@
+import PersistClient
+import PersistCodec
+import PersistCore
+import PersistLocation
+import Testing
+
+@testable import TxnWAL
+
+func smokeConfig() -> PersistConfig {
+    var c = PersistConfig()
+    c.pollInterval = .milliseconds(1)
+    c.initialBackoff = .milliseconds(1)
+    c.maxBackoff = .milliseconds(20)
+    return c
+}
+
+@Suite struct TxnsSmokeTests {
+    @Test func commitApplyReadAndSubscribe() async throws {
+        let client = PersistClient(blob: MemoryBlob(), consensus: MemoryConsensus(), config: smokeConfig())
+        let txnsID = ShardID.random()
+        let txns = try await TxnsHandle.open(client: client, txnsID: txnsID, initTs: 0)
+        let d0 = ShardID.random()
+        let d1 = ShardID.random()
+        _ = try await txns.register(at: 1, [try await client.openWriter(shard: d0, purpose: "d0")]).get()
+        _ = try await txns.register(at: 2, [try await client.openWriter(shard: d1, purpose: "d1")]).get()
+
+        var txn = txns.begin()
+        txn.write(d0, key: Array("0".utf8), diff: 1)
+        txn.write(d1, key: Array("1".utf8), diff: -1)
+        let apply = try await txn.commitAt(txns, 3).get()
+        #expect(!apply.isEmpty)
+        let tidy = try await apply.apply(txns)
+        #expect(tidy.retractions.count == 2)
+
+        var next = txns.begin()
+        next.write(d0, key: Array("2".utf8), diff: 1)
+        next.tidy(tidy)
+        guard case .failure(let closed) = try await next.commitAt(txns, 3) else {
+            Issue.record("time 3 is closed")
+            return
+        }
+        #expect(closed.nextUsable == 4)
+        let apply4 = try await next.commitAt(txns, 4).get()
+        _ = try await apply4.apply(txns)
+        #expect(txns.readCache.state.unappliedBatchCount == 1, "the tidy retracted the first commit's batches")
+
+        let reader = try await client.openLeasedReader(shard: d0, purpose: "r")
+        try await txns.readCache.updateGt(4)
+        let plan = txns.readCache.state.dataSnapshot(d0, asOf: 4)
+        let rows = try await DataSnapshot(plan).snapshotAndFetch(client: client, reader: reader)
+        #expect(rows.map { String(decoding: $0.key, as: UTF8.self) } == ["0", "2"])
+
+        let sub = try await DataSubscribe.open(client: client, txnsID: txnsID, dataID: d1, asOf: 4)
+        try await sub.stepPast(4)
+        #expect(sub.output.map { String(decoding: $0.key, as: UTF8.self) } == ["1"])
+        #expect(sub.output.first?.diff == -1)
+    }
+}
