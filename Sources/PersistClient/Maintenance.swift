@@ -14,9 +14,10 @@ final class MaintenanceRunner: Sendable {
     private struct Tracking {
         var running = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Compactions in flight, by their output description, so one request is not
-        /// worked on twice by this process.
-        var compacting: Set<BatchDescription> = []
+        /// Compactions in flight per shard, by the time range they merge: a request that
+        /// overlaps one of them is skipped (later appends hand out a fresh one), so this
+        /// process never merges the same batches twice at once.
+        var compacting: [ShardID: [BatchDescription]] = [:]
         /// GC in flight per shard: requests arriving meanwhile are dropped (the next
         /// transition hands GC out again).
         var collecting: Set<ShardID> = []
@@ -56,14 +57,37 @@ final class MaintenanceRunner: Sendable {
 
     func compact(_ requests: [MergeRequest], machine: ShardMachine) {
         guard config.compactionEnabled else { return }
+        let shard = machine.shard
         for req in requests where Compactor.worthIt(req, config: config) {
-            let start = tracking.withLock { $0.compacting.insert(req.desc).inserted }
+            let start = tracking.withLock { t -> Bool in
+                let busy = t.compacting[shard, default: []]
+                guard !busy.contains(where: { Self.overlap($0, req.desc) }) else { return false }
+                t.compacting[shard, default: []].append(req.desc)
+                return true
+            }
             guard start else { continue }
             spawn {
-                defer { self.tracking.withLock { _ = $0.compacting.remove(req.desc) } }
-                try await Compactor(machine: machine, blob: self.blob, config: self.config, runner: self).compact(req)
+                defer {
+                    self.tracking.withLock { t in
+                        t.compacting[shard]?.removeAll { $0 == req.desc }
+                        if t.compacting[shard]?.isEmpty == true { t.compacting[shard] = nil }
+                    }
+                }
+                do {
+                    try await Compactor(machine: machine, blob: self.blob, config: self.config, runner: self).compact(req)
+                } catch ReadError.missingBlob(let key) {
+                    // Another process compacted these inputs and GC collected them: the
+                    // request is stale, nothing to do.
+                    self.logger.debug("compaction inputs already collected", metadata: ["key": "\(key)"])
+                }
             }
         }
+    }
+
+    /// Whether two half-open time ranges intersect (an empty upper is unbounded).
+    static func overlap(_ a: BatchDescription, _ b: BatchDescription) -> Bool {
+        func before(_ x: Antichain, _ y: Antichain) -> Bool { !y.lessEqual(x) }  // x < y as frontiers
+        return before(a.lower, b.upper) && before(b.lower, a.upper)
     }
 
     private func spawn(_ work: @escaping @Sendable () async throws -> Void) {

@@ -113,6 +113,20 @@ struct ShardBench {
         if let partBytes = settings.partBytes { config.blobTargetSizeBytes = partBytes }
         if let outstanding = settings.outstandingParts { config.batchBuilderMaxOutstandingParts = outstanding }
 
+        let runDirectory: String?
+        let dirToken: CleanupRegistry.Token?
+        if settings.backends.contains(.file) {
+            let dir = try System.makeScratchDirectory(under: settings.parentDirectory, prefix: "persist-bench-")
+            let keep = settings.keep
+            runDirectory = dir
+            dirToken = cleanup.register("remove \(dir)") { if !keep { System.removeTree(dir) } }
+            print("scratch directory: \(dir)\(keep ? " (kept)" : " (removed at the end)")")
+        } else {
+            runDirectory = nil
+            dirToken = nil
+        }
+        defer { if let dirToken { cleanup.run(dirToken) } }
+
         let rows = SyntheticRows.make(targetBytes: settings.ingestBytes, seed: settings.seed)
         let payload = PartRows.encode(rows)
         print(
@@ -123,19 +137,6 @@ struct ShardBench {
         print(
             " \(Format.fixed(zstd.bestMBPerSecond, 1)) MB/s whole, "
                 + "\(Format.fixed(zstd.slicedBestMBPerSecond, 1)) MB/s in part-sized slices")
-
-        var runDirectory: String?
-        let dirToken: CleanupRegistry.Token?
-        if settings.backends.contains(.file) {
-            let dir = try System.makeScratchDirectory(under: settings.parentDirectory, prefix: "persist-bench-")
-            let keep = settings.keep
-            runDirectory = dir
-            dirToken = cleanup.register("remove \(dir)") { if !keep { System.removeTree(dir) } }
-            print("scratch directory: \(dir)\(keep ? " (kept)" : " (removed at the end)")")
-        } else {
-            dirToken = nil
-        }
-        defer { if let dirToken { cleanup.run(dirToken) } }
 
         let appendRows = makeAppendRows()
         var results: [BackendResult] = []

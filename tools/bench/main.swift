@@ -12,7 +12,7 @@ struct PersistBench: AsyncParsableCommand {
             Figures are printed as tables, with the machine's kernel, CPU count and CPU model \
             on top. Build with -c release for figures worth keeping, and run \
             ../shared/tools/fsync-probe before and after: the disk's flush speed changes \
-            over time, and the consensus figures depend on it.
+            over time, and the consensus and persist (file backend) figures depend on it.
             """,
         subcommands: [
             CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, AllCommand.self,
