@@ -78,6 +78,7 @@ let package = Package(
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistLocation", "PersistClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Collections", package: "swift-collections"),
             ],
             swiftSettings: strict),
@@ -87,6 +88,7 @@ let package = Package(
             name: "PersistBench",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
+                "TxnWAL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -121,7 +123,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "TxnWALTests",
-            dependencies: ["PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL"],
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: strict),
     ]
 )

@@ -30,6 +30,9 @@ public struct PersistConfig: Sendable {
     /// Blob and consensus retries back off from this delay, doubling up to `maxBackoff`.
     public var initialBackoff: Duration = .milliseconds(4)
     public var maxBackoff: Duration = .seconds(16)
+    /// A listening reader moves its since (and seqno hold) forward at most this often:
+    /// each move is a state transition of the shard.
+    public var readerDowngradeIntervalMilliseconds: UInt64 = 30_000
     /// Polling interval while waiting for a shard's upper to advance.
     public var pollInterval: Duration = .milliseconds(20)
     /// The code version recorded in state and checked when state is read.

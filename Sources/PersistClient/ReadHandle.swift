@@ -33,6 +33,7 @@ public final class ReadHandle: Sendable {
         /// Seqnos of parts handed out and not yet released, with counts.
         var leases: [SeqNo: Int] = [:]
         var expired = false
+        var lastDowngradeMs: UInt64?
     }
     private let local: Mutex<Local>
     private let heartbeat: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -88,6 +89,19 @@ public final class ReadHandle: Sendable {
             throw ReadError.leaseExpired
         }
         local.withLock { $0.since = since }
+    }
+
+    /// `downgradeSince`, at most once per `readerDowngradeIntervalMilliseconds` (by the
+    /// client's clock); calls in between are skipped.
+    public func maybeDowngradeSince(_ newSince: Antichain) async throws {
+        let now = machine.clock.nowMilliseconds()
+        let interval = client.config.readerDowngradeIntervalMilliseconds
+        let due = local.withLock { l -> Bool in
+            guard l.lastDowngradeMs.map({ now >= $0 &+ interval }) ?? true else { return false }
+            l.lastDowngradeMs = now
+            return true
+        }
+        if due { try await downgradeSince(newSince) }
     }
 
     /// Waits until the shard's upper is beyond `t`, polling consensus.
@@ -213,10 +227,12 @@ public struct Listen: AsyncSequence, Sendable {
                         updates += try await reader.fetch(
                             LeasedPart(part: part, batch: b.desc, filter: .listen(asOf: asOf, lower: frontier), seqno: s.seqno))
                     }
-                    // Times before the old frontier are no longer needed apart.
+                    // Times before the old frontier are no longer needed apart. The
+                    // downgrade is a state transition, so it is rate-limited: a busy
+                    // listener must not add a CaS to every step of the shard.
                     let previous = frontier
                     frontier = b.desc.upper
-                    try await reader.downgradeSince(previous)
+                    try await reader.maybeDowngradeSince(previous)
                     pendingProgress = frontier
                     return .updates(updates)
                 }

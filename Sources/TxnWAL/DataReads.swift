@@ -55,6 +55,9 @@ public enum DataSubscribeEvent: Hashable, Sendable {
 public final class DataSubscribe {
     public let dataID: ShardID
     public let asOf: Timestamp
+    /// Updates at or after `until` are not delivered, and progress closes (becomes
+    /// `Timestamp.max`) once everything before `until` is known. Nil: never.
+    public let until: Timestamp?
     let cache: TxnsCache
     let reader: ReadHandle
     var listen: Listen.Iterator
@@ -69,9 +72,13 @@ public final class DataSubscribe {
     /// Every update handed out so far.
     public private(set) var output: [Update] = []
 
-    private init(dataID: ShardID, asOf: Timestamp, cache: TxnsCache, reader: ReadHandle, listen: Listen.Iterator, emptyTo: Timestamp) {
+    private init(
+        dataID: ShardID, asOf: Timestamp, until: Timestamp?, cache: TxnsCache, reader: ReadHandle, listen: Listen.Iterator,
+        emptyTo: Timestamp
+    ) {
         self.dataID = dataID
         self.asOf = asOf
+        self.until = until
         self.cache = cache
         self.reader = reader
         self.listen = listen
@@ -82,8 +89,12 @@ public final class DataSubscribe {
     }
 
     /// Opens the subscription: a single-shard cache of the txns shard, an unblocked read of
-    /// the data shard at `asOf`, and a listen from there.
-    public static func open(client: PersistClient, txnsID: ShardID, dataID: ShardID, asOf: Timestamp) async throws -> DataSubscribe {
+    /// the data shard at `asOf`, and a listen from there. With `until`, the subscription
+    /// delivers only updates before `until` and then closes (spec §2.9: the reference's
+    /// `DataSubscribe::new(..., as_of, until)`).
+    public static func open(
+        client: PersistClient, txnsID: ShardID, dataID: ShardID, asOf: Timestamp, until: Timestamp? = nil
+    ) async throws -> DataSubscribe {
         let cache = try await TxnsCache.open(client: client, txnsID: txnsID, onlyDataID: dataID)
         try await cache.updateGt(asOf)
         let plan = cache.state.dataSnapshot(dataID, asOf: asOf)
@@ -94,9 +105,11 @@ public final class DataSubscribe {
         let reader = try await client.openLeasedReader(shard: dataID, purpose: "txn-wal subscribe")
         let (snapshot, listen) = try await reader.subscribe(asOf: asOf)
         let sub = DataSubscribe(
-            dataID: dataID, asOf: asOf, cache: cache, reader: reader, listen: listen.makeAsyncIterator(), emptyTo: plan.emptyTo)
-        if !snapshot.isEmpty { sub.pending.append(.updates(snapshot)) }
-        sub.pending.append(.progress(asOf + 1))
+            dataID: dataID, asOf: asOf, until: until, cache: cache, reader: reader, listen: listen.makeAsyncIterator(),
+            emptyTo: plan.emptyTo)
+        let visible = sub.beforeUntil(snapshot)
+        if !visible.isEmpty { sub.pending.append(.updates(visible)) }
+        sub.pending.append(.progress(sub.closingAtUntil(asOf + 1)))
         return sub
     }
 
@@ -125,7 +138,8 @@ public final class DataSubscribe {
             }
             switch event {
             case .updates(let u):
-                if !u.isEmpty { pending.append(.updates(u)) }
+                let visible = beforeUntil(u)
+                if !visible.isEmpty { pending.append(.updates(visible)) }
             case .progress(let f):
                 pass = f.element ?? .max
                 queueProgress()
@@ -146,11 +160,23 @@ public final class DataSubscribe {
     }
 
     private func queueProgress() {
-        let frontier = pass >= remap.physical ? max(pass, remap.logical) : pass
+        let frontier = closingAtUntil(pass >= remap.physical ? max(pass, remap.logical) : pass)
         if frontier > emitted {
             emitted = frontier
             pending.append(.progress(frontier))
         }
+    }
+
+    /// The updates a subscription with `until` delivers.
+    private func beforeUntil(_ updates: [Update]) -> [Update] {
+        guard let until else { return updates }
+        return updates.filter { $0.time < until }
+    }
+
+    /// Progress `frontier`, closed once it reaches `until`: nothing more will be delivered.
+    private func closingAtUntil(_ frontier: Timestamp) -> Timestamp {
+        guard let until, frontier >= until else { return frontier }
+        return .max
     }
 
     /// Releases the readers.

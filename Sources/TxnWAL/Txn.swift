@@ -58,7 +58,7 @@ public struct Txn {
     /// still-outstanding retractions. Returns the apply token, or `TimestampClosed` with
     /// the earliest time that may still work (the transaction keeps its writes).
     ///
-    /// Every written shard must be registered, through this handle, as of the commit.
+    /// Every written shard must be registered as of the commit (else `TxnsUsageError`).
     public mutating func commitAt(_ handle: TxnsHandle, _ commitTs: Timestamp) async throws -> Result<TxnApply, TimestampClosed> {
         var txnsUpper = handle.txnsWrite.sharedUpper().element ?? 0
         var rng = SystemRandomNumberGenerator()
@@ -67,11 +67,13 @@ public struct Txn {
             if commitTs < txnsUpper { return .failure(TimestampClosed(nextUsable: txnsUpper)) }
             var entries: [Update] = []
             var written: [ShardID: [[UInt8]]] = [:]
+            // Every shard is checked before any batch is uploaded (spec §3.2), so a usage
+            // error leaves no written blobs behind.
+            for d in writes.keys.sorted() where !handle.readCache.state.registeredAtProgress(d, txnsUpper) {
+                throw TxnsUsageError.notRegistered(d, at: txnsUpper)
+            }
             for d in writes.keys.sorted() {
-                guard handle.readCache.state.registeredAtProgress(d, txnsUpper) else {
-                    throw TxnsUsageError.notRegistered(d, at: txnsUpper)
-                }
-                guard let dw = handle.writeForCommit(d) else { throw TxnsUsageError.noCommitHandle(d) }
+                let dw = try await handle.writeForCommit(d)
                 guard let w = writes[d] else { continue }
                 var raws: [[UInt8]] = []
                 var batches: [Batch] = []
@@ -128,12 +130,10 @@ public struct TxnApply: Hashable, Sendable {
 /// A transaction used the txns layer against its contract (a bug in the caller).
 public enum TxnsUsageError: Error, Hashable, Sendable, CustomStringConvertible {
     case notRegistered(ShardID, at: Timestamp)
-    case noCommitHandle(ShardID)
 
     public var description: String {
         switch self {
         case .notRegistered(let d, let t): return "data shard \(d) is not registered at \(t)"
-        case .noCommitHandle(let d): return "data shard \(d) was not registered through this handle"
         }
     }
 }

@@ -134,6 +134,7 @@ public struct TxnsCacheState: Sendable {
         let sorted = entries.enumerated().sorted { a, b in
             (a.element.entry.ts, a.offset) < (b.element.entry.ts, b.offset)
         }.map(\.element)
+        let firstUnappliedBefore = unappliedBatches.values.first?.ts
         for (entry, time, diff) in sorted {
             guard diff == 1 || diff == -1 else { throw violation("txns shard diff \(diff) for \(entry.shard)") }
             switch entry {
@@ -142,6 +143,13 @@ public struct TxnsCacheState: Sendable {
             case .append(let d, let ts, let raw):
                 try pushAppend(d, raw: raw, ts: ts, diff: diff)
             }
+        }
+        // A retraction that raises the first unapplied batch time lets *every* shard drop
+        // writes below it, not only the shard retracted from. Compacting only that shard (as
+        // upstream does) leaves stale writes behind when one txn wrote several shards and
+        // a later write exists: `validate()` then fails ("writes ... not compacted").
+        if let before = firstUnappliedBefore, unappliedBatches.values.first.map({ $0.ts > before }) ?? true {
+            for d in Array(datas.keys) { compactDataTimes(d) }
         }
         progressExclusive = max(progressExclusive, progress)
     }

@@ -205,7 +205,19 @@ public final class TxnsHandle {
         return w
     }
 
-    func writeForCommit(_ d: ShardID) -> WriteHandle? { dataWriteForCommit[d] }
+    /// The writer that builds this handle's commit batches for `d`: the one registered
+    /// through this handle, else a newly opened one (kept for later commits). The
+    /// reference txns.rs opens it lazily like this (`DataHandles::take_write`); only the
+    /// newer upstream, whose handles carry per-shard write schemas, insists on a handle
+    /// registered through `register`. This port has no schemas, and its stress test
+    /// commits through handles that never registered the shard themselves. Whether the
+    /// shard is registered at all is still checked by the commit.
+    func writeForCommit(_ d: ShardID) async throws -> WriteHandle {
+        if let w = dataWriteForCommit[d] { return w }
+        let w = try await client.openWriter(shard: d, purpose: "txn-wal commit")
+        dataWriteForCommit[d] = w
+        return w
+    }
 
     /// The transmittable batch inside a txns append entry's raw bytes (they are the
     /// same: the entry stores the handle's encoding directly).

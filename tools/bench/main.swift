@@ -12,10 +12,11 @@ struct PersistBench: AsyncParsableCommand {
             Figures are printed as tables, with the machine's kernel, CPU count and CPU model \
             on top. Build with -c release for figures worth keeping, and run \
             ../shared/tools/fsync-probe before and after: the disk's flush speed changes \
-            over time, and the consensus and persist (file backend) figures depend on it.
+            over time, and the consensus, persist and txn (file backend) figures depend on it.
             """,
         subcommands: [
-            CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, AllCommand.self,
+            CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, TxnCommand.self,
+            AllCommand.self,
         ])
 }
 
@@ -189,6 +190,40 @@ struct PersistOptions: ParsableArguments {
     }
 }
 
+/// Data shard counts for the txn benchmark: the same comma-separated positive counts.
+typealias ShardCounts = WriterCounts
+
+/// The txn benchmark's own options. Its backends, warmup, scratch parent and keep flag
+/// are passed in: `txn` declares them itself, `all` shares persist's and consensus's.
+struct TxnOptions: ParsableArguments {
+    @Option(help: "Comma-separated data shard counts; each is one measured level per backend.")
+    var shards = ShardCounts([1, 4, 16])
+
+    @Option(help: "Measured transactions per backend and shard count.")
+    var txns = 500
+
+    func validate() throws {
+        guard txns > 0 else { throw ValidationError("--txns must be positive") }
+        guard Set(shards.counts).count == shards.counts.count else {
+            throw ValidationError("--shards lists a count twice")
+        }
+    }
+
+    func run(
+        common: CommonOptions, backends: [ShardBackendKind], warmup: Int, dir: String, keep: Bool
+    ) async throws {
+        let settings = TxnBench.Settings(
+            backends: backends, shardCounts: shards.counts, txns: txns, warmup: warmup, parentDirectory: dir,
+            keep: keep, seed: common.seed)
+        let result = try await TxnBench(settings: settings).run()
+        TxnBench.report(result)
+        if common.json { try printJSONLine(result) }
+        guard result.checksPassed else {
+            throw BenchError("a correctness check failed (marked WRONG above)")
+        }
+    }
+}
+
 struct CRCCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crc", abstract: "CRC32C throughput (GB/s) over one large seeded buffer.")
@@ -281,22 +316,76 @@ struct PersistCommand: AsyncParsableCommand {
     }
 }
 
+struct TxnCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "txn",
+        abstract: "Atomic multi-shard transactions through TxnWAL: commits/s and commit latency per shard count.",
+        discussion: """
+            One committer runs a closed loop on each backend pair and shard count N: begin, \
+            write 10 rows (16-byte key, 100-byte value) to each of N data shards, commitAt \
+            the next timestamp, apply, and carry the apply's tidy into the next transaction. \
+            Each level gets a fresh backend (the file pair in a fresh scratch directory), \
+            and one data shard is read back through the txns shard at the end to check it.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var options: TxnOptions
+
+    @Option(help: "Comma-separated blob and consensus pairs: 'mem' (in memory) and 'file' (FileBlob + LogConsensus).")
+    var backends = ShardBackendList([.mem, .file])
+
+    @Option(help: "Unmeasured transactions before the measured ones, per backend and shard count.")
+    var warmup = 50
+
+    @Option(
+        help: ArgumentHelp(
+            "Directory to put the run's scratch directory in (the file backend's blobs and log).",
+            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
+    var dir = "/tmp"
+
+    @Flag(help: "Keep the scratch directory.")
+    var keep = false
+
+    func validate() throws {
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard !backends.kinds.isEmpty else { throw ValidationError("--backends names no backend") }
+        guard Set(backends.kinds).count == backends.kinds.count else {
+            throw ValidationError("--backends names a backend twice")
+        }
+    }
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("txn")
+        try await options.run(common: common, backends: backends.kinds, warmup: warmup, dir: dir, keep: keep)
+    }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "all", abstract: "Runs crc, compression, consensus and persist in that order.",
-        discussion: "persist uses the consensus options' --dir and --keep, and --persist-warmup for its warmup.")
+        commandName: "all", abstract: "Runs crc, compression, consensus, persist and txn in that order.",
+        discussion: """
+            persist uses the consensus options' --dir and --keep, and --persist-warmup for its \
+            warmup; txn uses persist's --backends, the consensus options' --dir and --keep, and \
+            --txn-warmup for its warmup.
+            """)
 
     @OptionGroup var common: CommonOptions
     @OptionGroup(title: "crc") var crc: CRCOptions
     @OptionGroup(title: "compression") var compression: CompressionOptions
     @OptionGroup(title: "consensus") var consensus: ConsensusOptions
     @OptionGroup(title: "persist") var persist: PersistOptions
+    @OptionGroup(title: "txn") var txn: TxnOptions
 
     @Option(name: .customLong("persist-warmup"), help: "Unmeasured small appends before persist's measured ones.")
     var persistWarmup = 200
 
+    @Option(name: .customLong("txn-warmup"), help: "Unmeasured transactions before txn's measured ones.")
+    var txnWarmup = 50
+
     func validate() throws {
         guard persistWarmup >= 0 else { throw ValidationError("--persist-warmup must not be negative") }
+        guard txnWarmup >= 0 else { throw ValidationError("--txn-warmup must not be negative") }
     }
 
     func run() async throws {
@@ -306,6 +395,9 @@ struct AllCommand: AsyncParsableCommand {
         try compression.run(common: common)
         try await consensus.run(common: common)
         try await persist.run(common: common, warmup: persistWarmup, dir: consensus.dir, keep: consensus.keep)
+        try await txn.run(
+            common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.dir,
+            keep: consensus.keep)
     }
 }
 
