@@ -41,9 +41,7 @@ struct Compactor {
             return s.applyMergeResult(inputs: inputs, output: output)
         }
         runner.run(applied.maintenance, machine: machine)
-        if applied.result {
-            runner.compact(machine.current.trace.mergeRequests(fanout: config.compactionMinInputs), machine: machine)
-        } else {
+        if !applied.result {
             await BatchBuilder.deleteParts(of: output, shard: shard, blob: blob, config: config)
         }
     }

@@ -76,12 +76,26 @@ final class MaintenanceRunner: Sendable {
                 do {
                     try await Compactor(machine: machine, blob: self.blob, config: self.config, runner: self).compact(req)
                 } catch ReadError.missingBlob(let key) {
-                    // Another process compacted these inputs and GC collected them: the
-                    // request is stale, nothing to do.
+                    // The request was computed from a state whose batches have since been
+                    // merged (and their parts collected): it is stale.
                     self.logger.debug("compaction inputs already collected", metadata: ["key": "\(key)"])
+                    _ = try? await machine.refresh()
                 }
+                // Whatever became of this request, requests skipped while it ran (they
+                // overlapped it) must not be lost: hand out what the current state needs.
+                self.compactFollowUp(machine: machine, after: req.desc)
             }
         }
+    }
+
+    /// Hands out the merge requests of the shard's current trace, once `finished` is no
+    /// longer counted as in flight.
+    private func compactFollowUp(machine: ShardMachine, after finished: BatchDescription) {
+        tracking.withLock { t in
+            t.compacting[machine.shard]?.removeAll { $0 == finished }
+            if t.compacting[machine.shard]?.isEmpty == true { t.compacting[machine.shard] = nil }
+        }
+        compact(machine.current.trace.mergeRequests(fanout: config.compactionMinInputs), machine: machine)
     }
 
     /// Whether two half-open time ranges intersect (an empty upper is unbounded).

@@ -119,7 +119,7 @@ public final class DataSubscribe {
         let e = pending.removeFirst()
         switch e {
         case .updates(let u): output += u
-        case .progress(let p): progress = max(progress, p)
+        case .progress(let p): progress = Swift.max(progress, p)
         }
         return e
     }
@@ -152,7 +152,7 @@ public final class DataSubscribe {
             remap = (n, n)
             queueProgress()
         case .emitLogicalProgress(let p):
-            remap.logical = max(remap.logical, p)
+            remap.logical = Swift.max(remap.logical, p)
             queueProgress()
         case .waitForTxnsProgress:
             try await cache.updateGt(remap.logical)
@@ -160,7 +160,7 @@ public final class DataSubscribe {
     }
 
     private func queueProgress() {
-        let frontier = closingAtUntil(pass >= remap.physical ? max(pass, remap.logical) : pass)
+        let frontier = closingAtUntil(pass >= remap.physical ? Swift.max(pass, remap.logical) : pass)
         if frontier > emitted {
             emitted = frontier
             pending.append(.progress(frontier))
@@ -184,4 +184,23 @@ public final class DataSubscribe {
         try await reader.expire()
         try await cache.expire()
     }
+}
+
+extension DataSubscribe: AsyncSequence {
+    public typealias Element = DataSubscribeEvent
+
+    /// Iterates the subscription's events; ends after progress closes (with `until`).
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscribe: DataSubscribe
+        var finished = false
+
+        public mutating func next() async throws -> DataSubscribeEvent? {
+            guard !finished else { return nil }
+            let event = try await subscribe.next()
+            if case .progress(let p) = event, p == .max { finished = true }
+            return event
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscribe: self) }
 }

@@ -60,6 +60,17 @@ public struct Txn {
     ///
     /// Every written shard must be registered as of the commit (else `TxnsUsageError`).
     public mutating func commitAt(_ handle: TxnsHandle, _ commitTs: Timestamp) async throws -> Result<TxnApply, TimestampClosed> {
+        let start = ContinuousClock.now
+        let result = try await commitAtUnmeasured(handle, commitTs)
+        handle.metrics.record(.commit, outcome: (try? result.get()) == nil ? "timestamp_closed" : "ok", since: start)
+        handle.logger.debug(
+            "commit", metadata: ["ts": "\(commitTs)", "data_shards": "\(dataIDs)", "ok": "\((try? result.get()) != nil)"])
+        return result
+    }
+
+    private mutating func commitAtUnmeasured(_ handle: TxnsHandle, _ commitTs: Timestamp) async throws
+        -> Result<TxnApply, TimestampClosed>
+    {
         var txnsUpper = handle.txnsWrite.sharedUpper().element ?? 0
         var rng = SystemRandomNumberGenerator()
         while true {
@@ -67,6 +78,7 @@ public struct Txn {
             if commitTs < txnsUpper { return .failure(TimestampClosed(nextUsable: txnsUpper)) }
             var entries: [Update] = []
             var written: [ShardID: [[UInt8]]] = [:]
+            var dataBytes = 0
             // Every shard is checked before any batch is uploaded (spec §3.2), so a usage
             // error leaves no written blobs behind.
             for d in writes.keys.sorted() where !handle.readCache.state.registeredAtProgress(d, txnsUpper) {
@@ -87,6 +99,7 @@ public struct Txn {
                 }
                 for bytes in w.staged + w.batches { batches.append(try dw.batchFromTransmittable(bytes)) }
                 for b in batches {
+                    dataBytes += b.hollow?.parts.reduce(0) { $0 + Int($1.encodedSizeBytes) } ?? 0
                     try b.rewriteTimestamps(frontier: commitTs, newUpper: Antichain(commitTs + 1))
                     // A fresh id per attempt: every committed entry's bytes are unique.
                     let raw = try b.intoTransmittable()
@@ -101,8 +114,10 @@ public struct Txn {
             }
             switch try await Primitives.smallCaA(handle.txnsWrite, entries, upper: txnsUpper, newUpper: commitTs + 1) {
             case .success:
+                handle.metrics.committed(batches: written.values.reduce(0) { $0 + $1.count }, bytes: dataBytes)
                 return .success(TxnApply(isEmpty: isEmpty, commitTs: commitTs))
             case .failure(let closed):
+                handle.metrics.retried(.commit)
                 precondition(txnsUpper < closed.nextUsable, "a lost CaA moves the txns upper forward")
                 txnsUpper = closed.nextUsable
                 // Keep the uploaded (and retimed) batches for the retry; their raw updates

@@ -19,6 +19,7 @@ public final class TxnsHandle {
     private var dataWriteForApply: [ShardID: WriteHandle] = [:]
     private(set) var dataWriteForCommit: [ShardID: WriteHandle] = [:]
     let logger: Logger
+    let metrics: TxnsMetrics
 
     /// The critical reader every handle on a txns shard shares to hold its since.
     public static let controllerCriticalID: CriticalReaderID = {
@@ -28,7 +29,11 @@ public final class TxnsHandle {
         return id
     }()
 
-    private init(client: PersistClient, txnsID: ShardID, write: WriteHandle, since: SinceHandle, cache: TxnsCache, logger: Logger) {
+    private init(
+        client: PersistClient, txnsID: ShardID, write: WriteHandle, since: SinceHandle, cache: TxnsCache, logger: Logger,
+        metrics: TxnsMetrics
+    ) {
+        self.metrics = metrics
         self.client = client
         self.txnsID = txnsID
         self.txnsWrite = write
@@ -41,7 +46,7 @@ public final class TxnsHandle {
     /// shard readable at `initTs` (its upper ends up beyond `initTs`).
     public static func open(
         client: PersistClient, txnsID: ShardID, initTs: Timestamp,
-        logger: Logger = Logger(label: "swift-txn-wal.txns")
+        logger: Logger = Logger(label: "swift-txn-wal.txns"), metrics: TxnsMetrics = TxnsMetrics()
     ) async throws -> TxnsHandle {
         let write = try await client.openWriter(shard: txnsID, purpose: "txns")
         let since = try await client.openCriticalSince(shard: txnsID, id: controllerCriticalID, purpose: "txns controller")
@@ -49,7 +54,9 @@ public final class TxnsHandle {
         try await Primitives.emptyCaA(write, beyond: initTs)
         let cache = try await TxnsCache.open(client: client, txnsID: txnsID)
         try await cache.updateGt(initTs)
-        return TxnsHandle(client: client, txnsID: txnsID, write: write, since: since, cache: cache, logger: logger)
+        var log = logger
+        log[metadataKey: "txns_shard"] = "\(txnsID)"
+        return TxnsHandle(client: client, txnsID: txnsID, write: write, since: since, cache: cache, logger: log, metrics: metrics)
     }
 
     /// A new, empty transaction.
@@ -59,7 +66,7 @@ public final class TxnsHandle {
     /// txns upper, refuse closed times, compute the updates against the cache, and CaA them
     /// over `[upper, opTs + 1)`.
     func writeTxns(
-        opTs: Timestamp, _ updatesAt: (Timestamp) async throws -> [Update]
+        _ op: TxnsMetrics.Operation, opTs: Timestamp, _ updatesAt: (Timestamp) async throws -> [Update]
     ) async throws -> Result<Void, TimestampClosed> {
         var txnsUpper = txnsWrite.sharedUpper().element ?? 0
         while true {
@@ -68,7 +75,10 @@ public final class TxnsHandle {
             let updates = try await updatesAt(txnsUpper)
             switch try await Primitives.smallCaA(txnsWrite, updates, upper: txnsUpper, newUpper: opTs + 1) {
             case .success: return .success(())
-            case .failure(let closed): txnsUpper = closed.nextUsable
+            case .failure(let closed):
+                metrics.retried(op)
+                logger.debug("txns write lost a race; retrying", metadata: ["op": "\(op.rawValue)", "ts": "\(opTs)", "txns_upper": "\(closed.nextUsable)"])
+                txnsUpper = closed.nextUsable
             }
         }
     }
@@ -77,8 +87,13 @@ public final class TxnsHandle {
     /// registered are left alone, but the time is used up either way. On success the
     /// registrations are applied, so every shard's physical upper is beyond `registerTs`.
     public func register(at registerTs: Timestamp, _ dataWrites: [WriteHandle]) async throws -> Result<Tidy, TimestampClosed> {
+        logger.debug("register", metadata: ["ts": "\(registerTs)", "data_shards": "\(dataWrites.map(\.shard))"])
+        return try await metrics.measure(.register) { try await registerUnmeasured(at: registerTs, dataWrites) }
+    }
+
+    private func registerUnmeasured(at registerTs: Timestamp, _ dataWrites: [WriteHandle]) async throws -> Result<Tidy, TimestampClosed> {
         let cache = readCache
-        let r = try await writeTxns(opTs: registerTs) { upper in
+        let r = try await writeTxns(.register, opTs: registerTs) { upper in
             dataWrites.filter { !cache.state.registeredAtProgress($0.shard, upper) }.map {
                 Primitives.update(.register(shard: $0.shard, ts: registerTs), at: registerTs, diff: 1)
             }
@@ -91,9 +106,14 @@ public final class TxnsHandle {
     /// Forgets data shards at `forgetTs` (after which they may be written directly). Each
     /// shard's outstanding writes are applied first. Shards not registered are skipped.
     public func forget(at forgetTs: Timestamp, _ dataIDs: [ShardID]) async throws -> Result<Tidy, TimestampClosed> {
+        logger.debug("forget", metadata: ["ts": "\(forgetTs)", "data_shards": "\(dataIDs)"])
+        return try await metrics.measure(.forget) { try await forgetUnmeasured(at: forgetTs, dataIDs) }
+    }
+
+    private func forgetUnmeasured(at forgetTs: Timestamp, _ dataIDs: [ShardID]) async throws -> Result<Tidy, TimestampClosed> {
         let cache = readCache
         let wanted = Set(dataIDs)
-        let r = try await writeTxns(opTs: forgetTs) { upper in
+        let r = try await writeTxns(.forget, opTs: forgetTs) { upper in
             let targets = dataIDs.filter { cache.state.registeredAtProgress($0, upper) }
             if let latest = cache.state.latestUnappliedBatch(in: wanted) { _ = try await self.applyLE(latest.ts) }
             return targets.map { Primitives.update(.register(shard: $0, ts: forgetTs), at: forgetTs, diff: -1) }
@@ -106,9 +126,14 @@ public final class TxnsHandle {
 
     /// Forgets every registered data shard; returns them (ascending) and the tidy.
     public func forgetAll(at forgetTs: Timestamp) async throws -> Result<(forgotten: [ShardID], tidy: Tidy), TimestampClosed> {
+        logger.debug("forget all", metadata: ["ts": "\(forgetTs)"])
+        return try await metrics.measure(.forgetAll) { try await forgetAllUnmeasured(at: forgetTs) }
+    }
+
+    private func forgetAllUnmeasured(at forgetTs: Timestamp) async throws -> Result<(forgotten: [ShardID], tidy: Tidy), TimestampClosed> {
         let cache = readCache
         var targets: [ShardID] = []
-        let r = try await writeTxns(opTs: forgetTs) { upper in
+        let r = try await writeTxns(.forgetAll, opTs: forgetTs) { upper in
             targets = cache.state.allRegisteredAtProgress(upper)
             if let latest = cache.state.latestUnappliedBatch() { _ = try await self.applyLE(latest.ts) }
             return targets.map { Primitives.update(.register(shard: $0, ts: forgetTs), at: forgetTs, diff: -1) }
@@ -121,6 +146,14 @@ public final class TxnsHandle {
     /// Applies every committed batch and registration fill at or before `ts` (waiting for
     /// the txns shard to pass `ts`), and returns the retractions that tidy them.
     public func applyLE(_ ts: Timestamp) async throws -> Tidy {
+        let tidy = try await metrics.measure(.applyLE) { try await applyLEUnmeasured(ts) }
+        let state = readCache.state
+        metrics.unapplied(batches: state.unappliedBatchCount, registrations: state.unappliedRegisters.count)
+        logger.debug("applied", metadata: ["ts": "\(ts)", "retractions": "\(tidy.retractions.count)"])
+        return tidy
+    }
+
+    private func applyLEUnmeasured(_ ts: Timestamp) async throws -> Tidy {
         try await readCache.updateGt(ts)
         var byData: [ShardID: [(UnappliedWork, Timestamp)]] = [:]
         for item in readCache.state.unapplied() {
@@ -164,6 +197,10 @@ public final class TxnsHandle {
     /// Lets the txns shard forget history before `sinceTs`, but never past outstanding
     /// work.
     public func compactTo(_ sinceTs: Timestamp) async throws {
+        try await metrics.measure(.compactTo) { try await compactToUnmeasured(sinceTs) }
+    }
+
+    private func compactToUnmeasured(_ sinceTs: Timestamp) async throws {
         try await readCache.updateGt(sinceTs)
         let target = min(sinceTs, readCache.state.minUnappliedTs())
         try await Self.compareAndDowngrade(txnsSince, to: target)

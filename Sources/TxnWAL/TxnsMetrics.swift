@@ -7,7 +7,8 @@ import Metrics
 ///   forget_all, apply_le or compact_to; `outcome` is `ok` or `timestamp_closed`.
 /// - `txn_wal_operation_duration_seconds{op}`.
 /// - `txn_wal_retries_total{op}`: txns-shard compare-and-appends lost to a race.
-/// - `txn_wal_committed_batches_total`, `txn_wal_committed_bytes_total`.
+/// - `txn_wal_committed_batches_total`, `txn_wal_committed_bytes_total` (encoded part
+///   bytes of the committed batches).
 /// - `txn_wal_unapplied_batches`, `txn_wal_unapplied_registrations` (gauges, from the
 ///   handle's cache).
 public struct TxnsMetrics: Sendable {
@@ -43,7 +44,7 @@ public struct TxnsMetrics: Sendable {
         return value
     }
 
-    private func record(_ op: Operation, outcome: String, since start: ContinuousClock.Instant) {
+    func record(_ op: Operation, outcome: String, since start: ContinuousClock.Instant) {
         let (s, atto) = (ContinuousClock.now - start).components
         Counter(label: "txn_wal_operations_total", dimensions: [("op", op.rawValue), ("outcome", outcome)], factory: factory)
             .increment()

@@ -123,7 +123,8 @@ final class CommitLog: Sendable {
         let expected = expected(d, asOf: asOf, until: until)
         let actual = consolidateRows(actual.filter { $0.ts < until })
         if actual == expected { return nil }
-        return "CommitLog mismatch for \(d) as_of \(asOf) until \(until)\n  left: \(formatRows(actual))\n right: \(formatRows(expected))"
+        return "CommitLog mismatch for \(d) as_of \(asOf) until \(until)\n"
+            + "  left: \(formatRows(actual))\n right: \(formatRows(expected))"
     }
 
     /// Asserts `actual` against the log (see `mismatch`); records an issue and returns
@@ -164,9 +165,8 @@ final class CommitLog: Sendable {
         var ok = true
         if Set(snapshot) != Set(subscribed) {
             ok = false
-            Issue.record(
-                "snapshot and subscribe of \(d) at \(asOf) differ\n  snapshot: \(formatRows(snapshot.sorted()))\n subscribe: \(formatRows(subscribed.sorted()))",
-                sourceLocation: sourceLocation)
+            let rows = "  snapshot: \(formatRows(snapshot.sorted()))\n subscribe: \(formatRows(subscribed.sorted()))"
+            Issue.record("snapshot and subscribe of \(d) at \(asOf) differ\n\(rows)", sourceLocation: sourceLocation)
         }
         return assertEq(d, asOf: asOf, until: asOf + 1, actual: snapshot, sourceLocation: sourceLocation) && ok
     }

@@ -283,13 +283,17 @@ import Testing
     /// Same shape as upstream (2 data shards, 2 workers, 100 steps each), per backend.
     /// The seed is fixed for reproducible choices (override with TXN_WAL_STRESS_SEED) and
     /// printed; the interleaving of the workers is still up to the scheduler.
-    @Test(.timeLimit(.minutes(3)), arguments: StressBackend.allCases)
+    @Test(.timeLimit(.minutes(10)), arguments: StressBackend.allCases)
     func stressCorrectness(backend: StressBackend) async throws {
-        let numDataShards = 2
-        let numWorkers = 2
-        let numStepsPerWorker = 100
-        let seed = ProcessInfo.processInfo.environment["TXN_WAL_STRESS_SEED"].flatMap(UInt64.init) ?? 0x5EED_0001
-        print("stressCorrectness(\(backend)): using seed \(seed)")
+        // TXN_WAL_STRESS_LONG=1 asks for the longer variant (more shards, workers and
+        // steps); tools/stress-txn-wal.sh runs it over many seeds.
+        let environment = ProcessInfo.processInfo.environment
+        let long = environment["TXN_WAL_STRESS_LONG"] == "1"
+        let numDataShards = long ? 4 : 2
+        let numWorkers = long ? 4 : 2
+        let numStepsPerWorker = long ? 300 : 100
+        let seed = environment["TXN_WAL_STRESS_SEED"].flatMap(UInt64.init) ?? 0x5EED_0001
+        print("stressCorrectness(\(backend)): using seed \(seed)\(long ? " (long variant)" : "")")
 
         let blob: any Blob
         let consensus: any Consensus
@@ -318,6 +322,9 @@ import Testing
         // they share nothing but storage.
         func newClient() -> PersistClient { PersistClient(blob: blob, consensus: consensus, config: txnTestConfig()) }
 
+        // On failure, reads still running are released and cancelled.
+        let horizon = ReadHorizon()
+        var startedReads: [StressRead] = []
         do {
             let client = newClient()
             let txns = try await TxnsHandle.expectOpen(client)
@@ -331,7 +338,6 @@ import Testing
             let registerTs: Timestamp = 1
             _ = try await txns.register(at: registerTs, dataWrites).get()
 
-            let horizon = ReadHorizon()
             let txnsID = txns.txnsID
             let workerClients = (0..<numWorkers).map { _ in newClient() }
             let results = try await withThrowingTaskGroup(of: (Timestamp, [StressRead]).self) { group in
@@ -355,6 +361,7 @@ import Testing
             }
             let maxTs = results.map(\.0).max() ?? registerTs
             let reads = results.flatMap(\.1)
+            startedReads = reads
 
             _ = try await txns.applyLE(maxTs)
             for d in dataIDs { try await log.assertSnapshot(d, asOf: maxTs) }
@@ -365,11 +372,14 @@ import Testing
                 let output = try await r.task.value
                 log.assertEq(r.dataID, asOf: r.asOf, until: maxTs + 1, actual: output)
             }
-            print("stressCorrectness(\(backend)): max_ts \(maxTs), \(reads.count) reads, faults injected: \(faults?.injectedCount ?? 0)")
+            let injected = faults?.injectedCount ?? 0
+            print("stressCorrectness(\(backend)): max_ts \(maxTs), \(reads.count) reads, faults injected: \(injected)")
             for r in dataSinces { try await r.expire() }
             // Background maintenance must be done before the storage is closed.
             for c in [client] + workerClients { await c.waitForMaintenance() }
         } catch {
+            horizon.finish(until: 0)
+            for r in startedReads { r.task.cancel() }
             await cleanup()
             throw error
         }

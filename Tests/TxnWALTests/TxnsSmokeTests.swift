@@ -56,3 +56,29 @@ func smokeConfig() -> PersistConfig {
         #expect(sub.output.first?.diff == -1)
     }
 }
+
+@Suite struct DataSubscribeSequenceTests {
+    @Test func aSubscriptionIsAnAsyncSequenceThatEndsAtUntil() async throws {
+        let client = PersistClient(blob: MemoryBlob(), consensus: MemoryConsensus(), config: smokeConfig())
+        let txnsID = ShardID.random()
+        let txns = try await TxnsHandle.open(client: client, txnsID: txnsID, initTs: 0)
+        let d = ShardID.random()
+        _ = try await txns.register(at: 1, [try await client.openWriter(shard: d, purpose: "d")]).get()
+        for ts in 2...4 as ClosedRange<Timestamp> {
+            var txn = txns.begin()
+            txn.write(d, key: Array("k\(ts)".utf8), diff: 1)
+            _ = try await txn.commitAt(txns, ts).get().apply(txns)
+        }
+        let sub = try await DataSubscribe.open(client: client, txnsID: txnsID, dataID: d, asOf: 2, until: 4)
+        var keys: [String] = []
+        var last: Timestamp = 0
+        for try await event in sub {
+            switch event {
+            case .updates(let u): keys += u.map { String(decoding: $0.key, as: UTF8.self) }
+            case .progress(let p): last = p
+            }
+        }
+        #expect(keys.sorted() == ["k2", "k3"], "the snapshot at 2 and the update at 3; nothing at or after until")
+        #expect(last == .max, "progress closes at until")
+    }
+}
