@@ -84,18 +84,28 @@ public struct Txn {
             for d in writes.keys.sorted() where !handle.readCache.state.registeredAtProgress(d, txnsUpper) {
                 throw TxnsUsageError.notRegistered(d, at: txnsUpper)
             }
+            // Each shard's new updates become a batch; the shards upload in parallel.
+            var handles: [ShardID: WriteHandle] = [:]
+            for d in writes.keys.sorted() { handles[d] = try await handle.writeForCommit(d) }
+            var built: [ShardID: HollowBatch] = [:]
+            try await withThrowingTaskGroup(of: (ShardID, HollowBatch).self) { group in
+                for (d, w) in writes where !w.writes.isEmpty {
+                    guard let dw = handles[d] else { continue }
+                    let rows = w.writes.map { Update(key: $0.key, value: $0.value, time: commitTs, diff: $0.diff) }
+                    group.addTask {
+                        let builder = dw.builder(lower: .minimum)
+                        try await builder.add(contentsOf: rows)
+                        return (d, try await builder.finish(upper: Antichain(commitTs + 1)))
+                    }
+                }
+                for try await (d, hollow) in group { built[d] = hollow }
+            }
             for d in writes.keys.sorted() {
-                let dw = try await handle.writeForCommit(d)
-                guard let w = writes[d] else { continue }
+                guard let dw = handles[d], let w = writes[d] else { continue }
                 var raws: [[UInt8]] = []
                 var batches: [Batch] = []
-                if !w.writes.isEmpty {
-                    let builder = dw.builder(lower: .minimum)
-                    try await builder.add(
-                        contentsOf: w.writes.map { Update(key: $0.key, value: $0.value, time: commitTs, diff: $0.diff) })
-                    let hollow = try await builder.finish(upper: Antichain(commitTs + 1))
-                    batches.append(try dw.batchFromTransmittable(
-                        TransmittableBatch(shard: d, batch: hollow, using: &rng).encode()))
+                if let hollow = built[d] {
+                    batches.append(try dw.batchFromTransmittable(TransmittableBatch(shard: d, batch: hollow, using: &rng).encode()))
                 }
                 for bytes in w.staged + w.batches { batches.append(try dw.batchFromTransmittable(bytes)) }
                 for b in batches {
