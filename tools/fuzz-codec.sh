@@ -61,8 +61,10 @@ echo "fuzz-codec: fuzzing for ${seconds}s" >&2
 export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=no}"
 status=0
 # The first corpus directory receives new inputs; the seeds directory is only read.
+# FUZZ_SEED fixes libFuzzer's mutation sequence (0 lets it pick one), so a run from the
+# committed seeds is repeatable; CI uses the default.
 "$build/fuzz-decoders" \
-    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+    -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$corpus" "$seeds" || status=$?
 
 if [[ $status -ne 0 ]]; then

@@ -165,7 +165,11 @@ public struct ConsensusLogSegmentHeader: Hashable, Sendable {
             throw .unsupportedVersion(format: format, version: Int(version))
         }
         var checked = try ByteReader.verifyingTrailingChecksum(Array(bytes[0..<size]), format: format)
-        _ = try checked.skip(8, "segment header")
+        _ = try checked.skip(5, "segment header")
+        let reserved = try checked.readBytes(3, "segment reserved")
+        guard reserved == [0, 0, 0] else {
+            throw .invalidValue(field: "segment reserved", reason: "must be zero, is \(reserved)")
+        }
         return ConsensusLogSegmentHeader(segmentID: try checked.readU64("segment id"))
     }
 }

@@ -119,3 +119,17 @@ import Testing
         }
     }
 }
+
+@Suite struct ConsensusLogSegmentHeaderRegressionTests {
+    /// Found by the fuzzer: reserved bytes that are not zero, under a valid checksum,
+    /// decoded and then re-encoded differently.
+    @Test func nonZeroReservedBytesAreRejected() {
+        var w = ByteWriter()
+        w.writeBytes(ConsensusLogSegmentHeader.magic)
+        w.writeU8(ConsensusLogSegmentHeader.currentVersion)
+        w.writeBytes([0x00, 0xBF, 0xFF])
+        w.writeU64(7)
+        w.writeTrailingChecksum()
+        #expect(throws: CodecError.self) { try ConsensusLogSegmentHeader.decode(w.bytes) }
+    }
+}
