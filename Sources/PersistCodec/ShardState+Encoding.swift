@@ -296,7 +296,8 @@ extension StateDiff {
     static let maxKey = ByteReader.maxBlobKeyLength
 }
 
-/// Checks magic and version first, so the errors for foreign or newer data are specific.
+/// Checks magic and version before anything else (the checksum included), so that bytes
+/// of another format, or of a newer release, get the more useful error.
 func checkHeader(_ bytes: [UInt8], magic: [UInt8], version: UInt8, format: String) throws(CodecError) {
     var r = ByteReader(bytes)
     let m = try r.readBytes(min(4, bytes.count), "\(format) magic")

@@ -48,7 +48,7 @@ extension TransmittableBatch {
     /// Decodes and verifies a handle. Throws `CodecError` for any truncation, corruption
     /// or unknown version.
     public static func decode(_ bytes: [UInt8]) throws(CodecError) -> TransmittableBatch {
-        try checkMagicAndVersion(bytes)
+        try checkHeader(bytes, magic: magic, version: currentVersion, format: format)
         var r = try ByteReader.verifyingTrailingChecksum(bytes, format: format, minimumBody: 37)
         _ = try r.skip(5, "batch handle header")
         let shard = try r.readShardID("batch handle shard")
@@ -56,17 +56,5 @@ extension TransmittableBatch {
         let batch = try r.readHollowBatch()
         try r.expectEnd(format)
         return TransmittableBatch(shard: shard, batchID: id, batch: batch)
-    }
-
-    /// Checks magic and version before the checksum, so that a buffer that is not a batch
-    /// handle at all, or is one from a newer release, gets the more useful error.
-    static func checkMagicAndVersion(_ bytes: [UInt8]) throws(CodecError) {
-        var r = ByteReader(bytes)
-        let magic = try r.readBytes(min(4, bytes.count), "batch handle magic")
-        guard magic == Self.magic else { throw .badMagic(format: format, found: magic) }
-        let version = try r.readU8("batch handle version")
-        guard version == currentVersion else {
-            throw .unsupportedVersion(format: format, version: Int(version))
-        }
     }
 }
