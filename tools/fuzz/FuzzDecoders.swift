@@ -23,6 +23,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkBatchHandle(input)
     checkBatchPart(input)
     checkLogRecords(input)
+    checkRPC(input)
     checkSegmentHeader(input)
     checkShardState(input)
     checkStateDiff(input)
@@ -112,4 +113,13 @@ func checkStateDiff(_ bytes: [UInt8]) {
     guard let diff = try? StateDiff.decode(bytes) else { return }
     require(diff.encode() == bytes, "state diff does not re-encode to its input")
     require(diff.seqnoFrom < diff.seqnoTo, "state diff decoded with seqnos out of order")
+}
+
+func checkRPC(_ bytes: [UInt8]) {
+    if let (id, request) = try? ConsensusRPC.decodeRequest(bytes) {
+        require(Array(ConsensusRPC.encode(request: request, id: id).dropFirst(4)) == bytes, "rpc request does not re-encode to its input")
+    }
+    if let (id, response) = try? ConsensusRPC.decodeResponse(bytes) {
+        require(Array(ConsensusRPC.encode(response: response, id: id).dropFirst(4)) == bytes, "rpc response does not re-encode to its input")
+    }
 }
