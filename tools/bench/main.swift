@@ -29,6 +29,19 @@ struct CommonOptions: ParsableArguments {
     var json = false
 }
 
+/// Where a benchmark that writes to disk (LogConsensus, FileBlob, PostgreSQL) puts its
+/// scratch directory, and whether it is kept. Shared by consensus, persist and txn.
+struct ScratchOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Directory to put the run's scratch directory in (log and blob files, PostgreSQL's data).",
+            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
+    var dir = "/tmp"
+
+    @Flag(help: "Keep the scratch directory (files, PostgreSQL data, pgbench scripts and logs).")
+    var keep = false
+}
+
 struct CRCOptions: ParsableArguments {
     @Option(name: .customLong("size-mib"), help: "Size of the checksummed buffer in MiB.")
     var sizeMiB = 64
@@ -109,14 +122,7 @@ struct ConsensusOptions: ParsableArguments {
     @Option(help: "Unmeasured seconds before each level's measurement, for both our backend and PostgreSQL.")
     var warmup = 2
 
-    @Option(
-        help: ArgumentHelp(
-            "Directory to put the run's scratch directory in (the log backend's files and PostgreSQL's data).",
-            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
-    var dir = "/tmp"
-
-    @Flag(help: "Keep the scratch directory (log files, PostgreSQL data, pgbench scripts and logs).")
-    var keep = false
+    @OptionGroup var scratch: ScratchOptions
 
     @Flag(help: "Do not run the PostgreSQL peer.")
     var skipPostgres = false
@@ -135,7 +141,7 @@ struct ConsensusOptions: ParsableArguments {
     func run(common: CommonOptions) async throws {
         let settings = ConsensusRun.Settings(
             backend: backend, writerCounts: writers.counts, duration: duration, warmup: warmup,
-            parentDirectory: dir, keep: keep, seed: common.seed, skipPostgres: skipPostgres,
+            parentDirectory: scratch.dir, keep: scratch.keep, seed: common.seed, skipPostgres: skipPostgres,
             postgresOverTCP: postgresOverTCP)
         let result = try await ConsensusRun(settings: settings).run()
         ConsensusRun.report(result)
@@ -296,14 +302,7 @@ struct PersistCommand: AsyncParsableCommand {
     @Option(help: "Unmeasured small appends before the measured ones.")
     var warmup = 200
 
-    @Option(
-        help: ArgumentHelp(
-            "Directory to put the run's scratch directory in (the file backend's blobs and log).",
-            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
-    var dir = "/tmp"
-
-    @Flag(help: "Keep the scratch directory.")
-    var keep = false
+    @OptionGroup var scratch: ScratchOptions
 
     func validate() throws {
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -312,7 +311,7 @@ struct PersistCommand: AsyncParsableCommand {
     func run() async throws {
         cleanup.installSignalHandlers()
         MachineInfo.printHeader("persist")
-        try await options.run(common: common, warmup: warmup, dir: dir, keep: keep)
+        try await options.run(common: common, warmup: warmup, dir: scratch.dir, keep: scratch.keep)
     }
 }
 
@@ -337,14 +336,7 @@ struct TxnCommand: AsyncParsableCommand {
     @Option(help: "Unmeasured transactions before the measured ones, per backend and shard count.")
     var warmup = 50
 
-    @Option(
-        help: ArgumentHelp(
-            "Directory to put the run's scratch directory in (the file backend's blobs and log).",
-            discussion: "A fresh persist-bench-XXXXXX directory is made inside it and removed at the end."))
-    var dir = "/tmp"
-
-    @Flag(help: "Keep the scratch directory.")
-    var keep = false
+    @OptionGroup var scratch: ScratchOptions
 
     func validate() throws {
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -357,7 +349,7 @@ struct TxnCommand: AsyncParsableCommand {
     func run() async throws {
         cleanup.installSignalHandlers()
         MachineInfo.printHeader("txn")
-        try await options.run(common: common, backends: backends.kinds, warmup: warmup, dir: dir, keep: keep)
+        try await options.run(common: common, backends: backends.kinds, warmup: warmup, dir: scratch.dir, keep: scratch.keep)
     }
 }
 
@@ -394,10 +386,10 @@ struct AllCommand: AsyncParsableCommand {
         try crc.run(common: common)
         try compression.run(common: common)
         try await consensus.run(common: common)
-        try await persist.run(common: common, warmup: persistWarmup, dir: consensus.dir, keep: consensus.keep)
+        try await persist.run(common: common, warmup: persistWarmup, dir: consensus.scratch.dir, keep: consensus.scratch.keep)
         try await txn.run(
-            common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.dir,
-            keep: consensus.keep)
+            common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.scratch.dir,
+            keep: consensus.scratch.keep)
     }
 }
 
