@@ -16,7 +16,10 @@ public enum ConsensusResponse: Hashable, Sendable {
     case helloOK
     case head(VersionedData?)
     case compareAndSet(CaSResult)
-    case scan([VersionedData])
+    /// Versions in ascending order. `truncated` is set when the server stopped before
+    /// the requested limit to keep the frame small: more versions may follow the last
+    /// one, and the client asks again from there.
+    case scan([VersionedData], truncated: Bool)
     case truncate(deleted: UInt64)
     case listKeys([String])
     /// The request failed; `determinacy` says whether it may have taken effect.
@@ -98,10 +101,11 @@ public enum ConsensusRPC {
                 w.writeU8(3)
                 w.writeU8(1)
                 writeOptionalVersioned(&w, current)
-            case .scan(let vs):
+            case .scan(let vs, let truncated):
                 w.writeU8(4)
                 w.writeVarint(UInt64(vs.count))
                 for v in vs { writeVersioned(&w, v) }
+                w.writeU8(truncated ? 1 : 0)
             case .truncate(let n):
                 w.writeU8(5)
                 w.writeU64(n)
@@ -175,6 +179,15 @@ public enum ConsensusRPC {
         return (id, request)
     }
 
+    /// The request id of a payload whose checksum, version and kind are valid but whose
+    /// body could not be decoded (an unknown op, say): the server can then answer that
+    /// request with an error and keep the connection. Nil when the framing itself cannot
+    /// be trusted.
+    public static func requestID(ofDamagedRequest payload: [UInt8]) -> UInt64? {
+        guard var r = try? open(payload, kind: requestKind) else { return nil }
+        return try? r.readU64("rpc request id")
+    }
+
     /// Decodes a response payload (the bytes after the length prefix).
     public static func decodeResponse(_ payload: [UInt8]) throws(CodecError) -> (id: UInt64, response: ConsensusResponse) {
         var r = try open(payload, kind: responseKind)
@@ -194,7 +207,11 @@ public enum ConsensusRPC {
             var vs: [VersionedData] = []
             vs.reserveCapacity(n)
             for _ in 0..<n { vs.append(try readVersioned(&r)) }
-            response = .scan(vs)
+            switch try r.readU8("scan truncated") {
+            case 0: response = .scan(vs, truncated: false)
+            case 1: response = .scan(vs, truncated: true)
+            case let t: throw .invalidValue(field: "scan truncated", reason: "flag \(t)")
+            }
         case 5: response = .truncate(deleted: try r.readU64("truncate count"))
         case 6:
             let n = try r.readCount("keys", minItemSize: 1)

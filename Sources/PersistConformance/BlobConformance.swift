@@ -61,11 +61,13 @@ public enum BlobConformance {
         try expectEqual(try await keys("s1/p/"), ["s1/p/w1/a", "s1/p/w2/c"], "deleted key not listed")
     }
 
-    /// Keys that would escape a naive file or URL mapping.
+    /// Keys that would escape a naive file or URL mapping. The longest stay under S3's
+    /// 1024-byte key limit (with room for a test prefix) while still exceeding the 255
+    /// bytes a file name may have.
     public static let hostileKeys: [String] = [
         "", ".", "..", "../escape", "a/../../b", "/", "//", "/absolute", "trailing/", "a/./b", "a//b",
         ".tmp-1234", "@", "%41", "A", "a", "+", "x+", "with\u{0}nul", "tab\there", "new\nline", "\\back\\slash",
-        String(repeating: "long", count: 300), String(repeating: "é", count: 200), String(repeating: "/", count: 300),
+        String(repeating: "long", count: 240), String(repeating: "é", count: 200), String(repeating: "/", count: 300),
         "\u{FFFD}", "\u{2215}", "emoji 🐘", "ctrl\u{1}\u{7F}", "%2F", "%",
     ]
 

@@ -8,6 +8,16 @@ public struct ConformanceFailure: Error, CustomStringConvertible {
     public let line: UInt
 
     public var description: String { "\(file):\(line): \(message)" }
+
+    public init(_ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        self.message = message
+        self.file = file
+        self.line = line
+    }
+
+    init(message: String, file: StaticString, line: UInt) {
+        self.init(message, file: file, line: line)
+    }
 }
 
 /// Fails the running check unless `condition` holds.

@@ -31,6 +31,18 @@ public protocol Consensus: Sendable {
     func listKeys() async throws(StorageError) -> [String]
 }
 
+/// A `Consensus` whose writes can also be issued with a completion callback instead of
+/// an `await`, for servers that answer from event-loop threads without a Swift task per
+/// request. The callback runs exactly once, possibly on another thread, and must not
+/// block.
+public protocol CallbackConsensus: Consensus {
+    func compareAndSet(
+        _ key: String, expected: SeqNo?, new: VersionedData,
+        completion: @escaping @Sendable (Result<CaSResult, StorageError>) -> Void)
+
+    func truncate(_ key: String, seqno: SeqNo, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void)
+}
+
 extension Consensus {
     /// `scan` with no practical limit.
     public func scanAll(_ key: String, from: SeqNo = .minimum) async throws(StorageError) -> [VersionedData] {

@@ -6,7 +6,8 @@ public enum BlobLocation: Hashable, Sendable {
     case memory(name: String)
     /// `file:///absolute/dir`: a `FileBlob` rooted there.
     case file(path: String)
-    /// `s3://bucket[/prefix]?endpoint=http://host:port&region=...&path_style=true`.
+    /// `s3://bucket[/prefix]?endpoint=http://host:port&region=...&path_style=true`; the
+    /// endpoint may also be `unix:///path.sock`.
     case s3(S3Location)
 }
 
@@ -16,10 +17,11 @@ public enum ConsensusLocation: Hashable, Sendable {
     case memory(name: String)
     /// `log:///absolute/dir`: a `LogConsensus` in that directory.
     case log(path: String)
-    /// `consensus://host:port`: a consensus server over TCP.
-    case remote(host: String, port: Int)
-    /// `consensus+unix:///absolute/path.sock`: a consensus server over a Unix socket.
-    case remoteUnix(path: String)
+    /// `consensus://host:port[?token_file=/path]`: a consensus server over TCP.
+    case remote(host: String, port: Int, tokenFile: String?)
+    /// `consensus+unix:///absolute/path.sock[?token_file=/path]`: a consensus server over
+    /// a Unix socket.
+    case remoteUnix(path: String, tokenFile: String?)
 }
 
 /// An S3 bucket (and optional key prefix) and how to reach it.
@@ -27,7 +29,8 @@ public struct S3Location: Hashable, Sendable {
     public var bucket: String
     /// Prepended to every key (no leading slash; empty for none).
     public var prefix: String
-    /// A custom endpoint (`http://127.0.0.1:9000`), or nil for AWS's regional endpoint.
+    /// A custom endpoint (`http://127.0.0.1:9000`, or `unix:///run/blob.sock` for a server on
+    /// a Unix socket), or nil for AWS's regional endpoint.
     public var endpoint: String?
     public var region: String?
     /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-host style.
@@ -74,13 +77,31 @@ public enum LocationURL {
                 throw LocationParseError(text: text, reason: "missing or invalid port")
             }
             guard c.path.isEmpty || c.path == "/" else { throw LocationParseError(text: text, reason: "unexpected path \(c.path)") }
-            return .remote(host: host, port: port)
-        case "consensus+unix": return .remoteUnix(path: try localPath(text, c))
+            return .remote(host: host, port: port, tokenFile: try tokenFile(text, c))
+        case "consensus+unix":
+            var bare = c
+            bare.query = nil
+            return .remoteUnix(path: try localPath(text, bare), tokenFile: try tokenFile(text, c))
         default:
             throw LocationParseError(
                 text: text,
                 reason: "unknown consensus scheme \"\(scheme)\" (use mem://, log:///dir, consensus://host:port or consensus+unix:///path)")
         }
+    }
+
+    /// The only query parameter a consensus server URL takes: where its token is.
+    static func tokenFile(_ text: String, _ c: URLComponents) throws(LocationParseError) -> String? {
+        var tokenFile: String?
+        for item in c.queryItems ?? [] {
+            guard item.name == "token_file" else {
+                throw LocationParseError(text: text, reason: "unknown parameter \"\(item.name)\" (only token_file is accepted)")
+            }
+            guard let v = item.value, v.hasPrefix("/") else {
+                throw LocationParseError(text: text, reason: "token_file must be an absolute path")
+            }
+            tokenFile = v
+        }
+        return tokenFile
     }
 
     static func components(_ text: String) throws(LocationParseError) -> (String, URLComponents) {
@@ -107,8 +128,19 @@ public enum LocationURL {
         for item in c.queryItems ?? [] {
             switch item.name {
             case "endpoint":
-                guard let e = item.value, let u = URLComponents(string: e), u.scheme == "http" || u.scheme == "https", u.host != nil else {
-                    throw LocationParseError(text: text, reason: "endpoint must be an http(s) URL")
+                guard let e = item.value, let u = URLComponents(string: e) else {
+                    throw LocationParseError(text: text, reason: "endpoint must be an http(s) URL or unix:///path.sock")
+                }
+                switch u.scheme?.lowercased() {
+                case "http", "https":
+                    guard let host = u.host, !host.isEmpty else { throw LocationParseError(text: text, reason: "endpoint \(e) has no host") }
+                case "unix":
+                    // An S3 endpoint on a Unix socket: no host, an absolute socket path.
+                    guard u.host?.isEmpty ?? true, u.path.hasPrefix("/"), u.path.count > 1, u.query == nil else {
+                        throw LocationParseError(text: text, reason: "a unix endpoint must be unix:///absolute/path.sock")
+                    }
+                default:
+                    throw LocationParseError(text: text, reason: "endpoint must be an http(s) URL or unix:///path.sock")
                 }
                 location.endpoint = e
                 location.pathStyle = true  // custom endpoints default to path style

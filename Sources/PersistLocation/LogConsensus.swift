@@ -55,8 +55,10 @@ public struct LogConsensusStats: Sendable, Equatable {
 /// If a write or sync fails, durable state is unknown, and the engine fails every later
 /// call until it is reopened. One process may have a directory open at a time (an
 /// advisory lock enforces this).
-public final class LogConsensus: Consensus {
-    typealias Waiter = CheckedContinuation<Result<LogConsensusReply, StorageError>, Never>
+public final class LogConsensus: CallbackConsensus {
+    /// Called once with a queued request's outcome, on the writer queue after the fsync
+    /// (or at once, for requests answered without writing).
+    typealias Waiter = @Sendable (Result<LogConsensusReply, StorageError>) -> Void
     typealias Machine = LogConsensusMachine<Waiter>
 
     /// Files touched only from the writer queue.
@@ -148,14 +150,33 @@ public final class LogConsensus: Consensus {
     public func compareAndSet(_ key: String, expected: SeqNo?, new: VersionedData) async throws(StorageError)
         -> CaSResult
     {
-        try ConsensusPreconditions.checkCaS(key, expected: expected, new: new)
+        try await withCheckedContinuation { c in
+            compareAndSet(key, expected: expected, new: new) { c.resume(returning: $0) }
+        }.get()
+    }
+
+    /// `compareAndSet` for callers that cannot afford a Swift task per request (the
+    /// consensus server answers from its event loops): `completion` runs exactly once,
+    /// on the log's writer queue once the record is durable, or on the calling thread for
+    /// an answer that needs no write. It must not block.
+    public func compareAndSet(
+        _ key: String, expected: SeqNo?, new: VersionedData,
+        completion: @escaping @Sendable (Result<CaSResult, StorageError>) -> Void
+    ) {
         let k = ByteKey(key)
-        try Self.checkKey(k)
+        do throws(StorageError) {
+            try ConsensusPreconditions.checkCaS(key, expected: expected, new: new)
+            try Self.checkKey(k)
+        } catch {
+            return completion(.failure(error))
+        }
         let record = ConsensusLogRecord.version(key: k.utf8, new).encoded()
-        let reply = await submit { m, w in m.compareAndSet(k, expected: expected, new: new, record: record, waiter: w) }
-        switch try reply.get() {
-        case .cas(let r): return r
-        case .truncated: preconditionFailure("a compare-and-set is answered with a CaS result")
+        submit({ m, w in m.compareAndSet(k, expected: expected, new: new, record: record, waiter: w) }) { reply in
+            completion(
+                reply.map { r in
+                    guard case .cas(let result) = r else { preconditionFailure("a compare-and-set is answered with a CaS result") }
+                    return result
+                })
         }
     }
 
@@ -166,12 +187,23 @@ public final class LogConsensus: Consensus {
     }
 
     public func truncate(_ key: String, seqno: SeqNo) async throws(StorageError) -> Int {
+        try await withCheckedContinuation { c in
+            truncate(key, seqno: seqno) { c.resume(returning: $0) }
+        }.get()
+    }
+
+    /// `truncate` with a completion callback; see `compareAndSet(_:expected:new:completion:)`.
+    public func truncate(
+        _ key: String, seqno: SeqNo, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void
+    ) {
         let k = ByteKey(key)
         let record = ConsensusLogRecord.truncation(key: k.utf8, below: seqno).encoded()
-        let reply = await submit { m, w in m.truncate(k, below: seqno, record: record, waiter: w) }
-        switch try reply.get() {
-        case .truncated(let n): return n
-        case .cas: preconditionFailure("a truncation is answered with a count")
+        submit({ m, w in m.truncate(k, below: seqno, record: record, waiter: w) }) { reply in
+            completion(
+                reply.map { r in
+                    guard case .truncated(let n) = r else { preconditionFailure("a truncation is answered with a count") }
+                    return n
+                })
         }
     }
 
@@ -215,17 +247,12 @@ public final class LogConsensus: Consensus {
         }
     }
 
-    private func submit(_ event: (inout Machine, Waiter) -> Machine.Decision) async
-        -> Result<Machine.Reply, StorageError>
-    {
-        let result = await withCheckedContinuation { (c: Waiter) in
-            let decision = machine.withLock { event(&$0, c) }
-            switch decision {
-            case .reply(let r): c.resume(returning: r)
-            case .queued(let wake): if wake { wakeWriter() }
-            }
+    private func submit(_ event: (inout Machine, @escaping Waiter) -> Machine.Decision, reply: @escaping Waiter) {
+        let decision = machine.withLock { event(&$0, reply) }
+        switch decision {
+        case .reply(let r): reply(r)
+        case .queued(let wake): if wake { wakeWriter() }
         }
-        return result
     }
 
     private func wakeWriter() {
@@ -278,7 +305,7 @@ public final class LogConsensus: Consensus {
             groupSize.record(ops.count)
             bytesCounter.increment(by: bytes.count)
             let (replies, drops) = machine.withLock { $0.batchDurable(ops, segment: segment) }
-            for (w, r) in replies { w.resume(returning: r) }
+            for (w, r) in replies { w(r) }
             for id in drops { dropSegment(id) }
         case .failure(let error):
             let attempted = error.code != .unavailable
@@ -286,7 +313,7 @@ public final class LogConsensus: Consensus {
                 logger.critical("consensus log write failed; refusing further requests", metadata: ["error": "\(error)"])
             }
             let failures = machine.withLock { $0.batchFailed(ops, error: error, attempted: attempted) }
-            for (w, e) in failures { w.resume(returning: .failure(e)) }
+            for (w, e) in failures { w(.failure(e)) }
         }
     }
 

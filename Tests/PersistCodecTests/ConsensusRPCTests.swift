@@ -24,8 +24,8 @@ import Testing
         .compareAndSet(.committed),
         .compareAndSet(.expectationMismatch(current: nil)),
         .compareAndSet(.expectationMismatch(current: v)),
-        .scan([]),
-        .scan([v, VersionedData(seqno: SeqNo(8), data: Array(repeating: 9, count: 300))]),
+        .scan([], truncated: false),
+        .scan([v, VersionedData(seqno: SeqNo(8), data: Array(repeating: 9, count: 300))], truncated: true),
         .truncate(deleted: 5),
         .listKeys(["a", "b/c", ""]),
         .error(.determinate(.invalidArgument, "bad seqno")),
@@ -114,6 +114,6 @@ import Testing
         let request = try #require(FileManager.default.contents(atPath: seeds.appendingPathComponent("rpc-request.bin").path))
         let response = try #require(FileManager.default.contents(atPath: seeds.appendingPathComponent("rpc-response.bin").path))
         #expect(try ConsensusRPC.decodeRequest(Array(request)).request == .compareAndSet(key: "s1", expected: SeqNo(6), new: Self.v))
-        #expect(try ConsensusRPC.decodeResponse(Array(response)).response == .scan([Self.v]))
+        #expect(try ConsensusRPC.decodeResponse(Array(response)).response == .scan([Self.v], truncated: false))
     }
 }

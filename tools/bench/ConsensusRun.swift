@@ -1,11 +1,12 @@
 import Foundation
 import PersistCore
 
-/// The whole consensus benchmark: for each writer count, our backend and then (unless
-/// skipped) PostgreSQL under the same load, and the comparison.
+/// The whole consensus benchmark: for each writer count, every chosen backend in turn
+/// (each on a fresh directory) and then, unless skipped, PostgreSQL under the same load;
+/// then the tables and the ratios between them.
 struct ConsensusRun {
     struct Settings {
-        var backend: ConsensusBackendKind
+        var backends: [ConsensusBackendKind]
         var writerCounts: [Int]
         var duration: Int
         var warmup: Int
@@ -15,20 +16,50 @@ struct ConsensusRun {
         var seed: UInt64
         var skipPostgres: Bool
         var postgresOverTCP: Bool
+        var remoteConnections: RemoteConnections
+    }
+
+    /// One backend's figures at one writer count.
+    struct BackendLevel: Codable {
+        var backend: ConsensusBackendKind
+        var result: ConsensusBench.LevelResult
     }
 
     struct Level: Codable {
         var writers: Int
-        var ours: ConsensusBench.LevelResult
+        var backends: [BackendLevel]
         var postgres: PgbenchPeer.LevelResult?
+        /// Throughput ratios at this level, keyed like `remote/log` or `log/postgres`.
+        var ratios: [String: Double]
+
+        func result(_ kind: ConsensusBackendKind) -> ConsensusBench.LevelResult? {
+            backends.first { $0.backend == kind }?.result
+        }
+
+        /// Fills `ratios` from the figures: each backend over PostgreSQL, and each remote
+        /// backend over the in-process log engine.
+        mutating func computeRatios() {
+            var ratios: [String: Double] = [:]
+            if let pg = postgres?.casPerSecond, pg > 0 {
+                for b in backends { ratios["\(b.backend.rawValue)/postgres"] = b.result.casPerSecond / pg }
+            }
+            if let log = result(.log)?.casPerSecond, log > 0 {
+                for b in backends where b.backend.isRemote {
+                    ratios["\(b.backend.rawValue)/log"] = b.result.casPerSecond / log
+                }
+            }
+            self.ratios = ratios
+        }
     }
 
     struct Result: Codable {
         var bench = "consensus"
-        var backend: ConsensusBackendKind
+        var backends: [ConsensusBackendKind]
         var valueBytes: Int
         var durationSeconds: Int
         var warmupSeconds: Int
+        /// The connection cap of the remote backends (one connection per writer below it).
+        var remoteConnections: String
         var postgresVersion: String?
         var levels: [Level]
     }
@@ -46,6 +77,12 @@ struct ConsensusRun {
         }
         defer { cleanup.run(dirToken) }
         print("scratch directory: \(runDirectory)\(keep ? " (kept)" : " (removed at the end)")")
+        if settings.backends.contains(where: \.isRemote) {
+            // Found before anything is measured, so a missing server fails at once.
+            print(
+                "consensus server: \(try OpenedConsensus.serverExecutable()), started per level on a fresh "
+                    + "directory; RemoteConsensus uses \(settings.remoteConnections)")
+        }
 
         let value = randomBytes(count: Self.valueBytes, seed: settings.seed)
         var peer: PgbenchPeer?
@@ -70,23 +107,17 @@ struct ConsensusRun {
         var levels: [Level] = []
         for writers in settings.writerCounts {
             let keyPrefix = "L\(writers)"
-            let backendDirectory = "\(runDirectory)/\(settings.backend.rawValue)-\(writers)"
-            try System.makeDirectory(backendDirectory)
-            print("\(writers) writer(s): \(settings.backend.displayName) ...", terminator: "")
-            fflush(nil)
-            let backend = try OpenedConsensus.open(settings.backend, directory: backendDirectory)
-            let bench = ConsensusBench(
-                writers: writers, warmup: .seconds(settings.warmup), duration: .seconds(settings.duration),
-                value: value, keyPrefix: keyPrefix)
-            let ours: ConsensusBench.LevelResult
-            do {
-                ours = try await bench.run(on: backend)
-            } catch {
-                await backend.close()
-                throw error
+            print("\(writers) writer(s):", terminator: "")
+            var results: [BackendLevel] = []
+            for (index, kind) in settings.backends.enumerated() {
+                print("\(index == 0 ? "" : ";") \(kind.displayName) ...", terminator: "")
+                fflush(nil)
+                let result = try await measure(
+                    kind, writers: writers, directory: "\(runDirectory)/\(kind.rawValue)-\(writers)", value: value,
+                    keyPrefix: keyPrefix)
+                print(" \(Format.rate(result.casPerSecond)) CaS/s", terminator: "")
+                results.append(BackendLevel(backend: kind, result: result))
             }
-            await backend.close()
-            print(" \(Format.rate(ours.casPerSecond)) CaS/s", terminator: "")
             var pg: PgbenchPeer.LevelResult?
             if let peer {
                 print("; PostgreSQL ...", terminator: "")
@@ -96,43 +127,47 @@ struct ConsensusRun {
                 print(" \(Format.rate(pg?.casPerSecond ?? 0)) CaS/s", terminator: "")
             }
             print("")
-            levels.append(Level(writers: writers, ours: ours, postgres: pg))
+            var level = Level(writers: writers, backends: results, postgres: pg, ratios: [:])
+            level.computeRatios()
+            levels.append(level)
         }
         print("")
         return Result(
-            backend: settings.backend, valueBytes: Self.valueBytes, durationSeconds: settings.duration,
-            warmupSeconds: settings.warmup, postgresVersion: postgres?.version, levels: levels)
+            backends: settings.backends, valueBytes: Self.valueBytes, durationSeconds: settings.duration,
+            warmupSeconds: settings.warmup, remoteConnections: settings.remoteConnections.description,
+            postgresVersion: postgres?.version, levels: levels)
+    }
+
+    /// Opens a fresh `kind` in `directory`, runs one level on it and closes it.
+    private func measure(
+        _ kind: ConsensusBackendKind, writers: Int, directory: String, value: [UInt8], keyPrefix: String
+    ) async throws(BenchError) -> ConsensusBench.LevelResult {
+        try System.makeDirectory(directory)
+        let backend = try OpenedConsensus.open(
+            kind, directory: directory, writers: writers, remoteConnections: settings.remoteConnections)
+        let bench = ConsensusBench(
+            writers: writers, warmup: .seconds(settings.warmup), duration: .seconds(settings.duration),
+            value: value, keyPrefix: keyPrefix)
+        let result: ConsensusBench.LevelResult
+        do {
+            result = try await bench.run(on: backend)
+        } catch {
+            // The measurement's failure is the one to report; a failed close only adds to it.
+            do {
+                try await backend.close()
+            } catch let closeError {
+                throw BenchError("\(error)\n(and closing \(kind.rawValue) failed too: \(closeError))")
+            }
+            throw error
+        }
+        try await backend.close()
+        return result
     }
 
     static func report(_ result: Result) {
-        let name = result.backend.displayName
-        var ours = Table(
-            "\(name): closed loop, one key and one CaS in flight per writer, \(result.valueBytes)-byte values, "
-                + "\(result.durationSeconds) s per level after \(result.warmupSeconds) s warmup; latency in µs",
-            headers: ["writers", "CaS/s", "p50", "p90", "p99", "max", "fsync/s", "CaS/fsync", "mismatches", "keys ok"],
-            labelColumns: 0)
-        for level in result.levels {
-            let r = level.ours
-            ours.add([
-                "\(r.writers)", Format.rate(r.casPerSecond), LatencySummary.format(r.latency.p50),
-                LatencySummary.format(r.latency.p90),
-                LatencySummary.format(r.latency.p99), LatencySummary.format(r.latency.max),
-                r.fsyncsPerSecond.map(Format.rate) ?? "-", r.casPerFsync.map { Format.fixed($0, 1) } ?? "-",
-                Format.count(r.mismatches), "\(r.verifiedKeys)/\(r.writers)",
-            ])
+        for kind in result.backends {
+            reportBackend(kind, result)
         }
-        ours.notes.append(
-            "latency is per iteration: one CaS, plus the truncation below the head after every "
-                + "\(ConsensusBench.truncateEvery)th commit; keys ok = heads equal to the writer's last commit")
-        switch result.backend {
-        case .mem:
-            ours.notes.append("mem does no I/O, so there are no fsync figures")
-        case .log:
-            ours.notes.append(
-                "fsync/s and CaS/fsync come from LogConsensus.stats() over the measured window; one fsync is one "
-                    + "group commit, shared by every CaS and truncation queued behind it")
-        }
-        ours.print()
 
         let pgLevels = result.levels.compactMap(\.postgres)
         if !pgLevels.isEmpty {
@@ -157,31 +192,105 @@ struct ConsensusRun {
                     + "transaction count when every CaS committed, which also shows the per-client seqno variable "
                     + "persisted across transactions")
             pg.print()
-
-            var comparison = Table(
-                "\(name) / PostgreSQL", headers: ["writers", "ours CaS/s", "pg CaS/s", "ratio"], labelColumns: 0)
-            for level in result.levels {
-                comparison.add([
-                    "\(level.writers)", Format.rate(level.ours.casPerSecond),
-                    level.postgres.map { Format.rate($0.casPerSecond) } ?? "-",
-                    Format.ratio(level.ours.casPerSecond, level.postgres?.casPerSecond),
-                ])
-            }
-            comparison.print()
         }
 
+        if result.backends.count > 1 || !pgLevels.isEmpty {
+            reportComparison(result, withPostgres: !pgLevels.isEmpty)
+        }
+        reportHeadlines(result)
+    }
+
+    /// One backend's own table: throughput, latency, group commit, verification.
+    private static func reportBackend(_ kind: ConsensusBackendKind, _ result: Result) {
+        var table = Table(
+            "\(kind.displayName): closed loop, one key and one CaS in flight per writer, \(result.valueBytes)-byte "
+                + "values, \(result.durationSeconds) s per level after \(result.warmupSeconds) s warmup; latency in µs",
+            headers: ["writers", "CaS/s", "p50", "p90", "p99", "max", "fsync/s", "CaS/fsync", "mismatches", "keys ok"],
+            labelColumns: 0)
+        for level in result.levels {
+            guard let r = level.result(kind) else { continue }
+            table.add([
+                "\(r.writers)", Format.rate(r.casPerSecond), LatencySummary.format(r.latency.p50),
+                LatencySummary.format(r.latency.p90),
+                LatencySummary.format(r.latency.p99), LatencySummary.format(r.latency.max),
+                r.fsyncsPerSecond.map(Format.rate) ?? "-", r.casPerFsync.map { Format.fixed($0, 1) } ?? "-",
+                Format.count(r.mismatches), "\(r.verifiedKeys)/\(r.writers)",
+            ])
+        }
+        table.notes.append(
+            "latency is per iteration: one CaS, plus the truncation below the head after every "
+                + "\(ConsensusBench.truncateEvery)th commit; keys ok = heads equal to the writer's last commit")
+        switch kind {
+        case .mem:
+            table.notes.append("mem does no I/O, so there are no fsync figures")
+        case .log:
+            table.notes.append(
+                "fsync/s and CaS/fsync come from LogConsensus.stats() over the measured window; one fsync is one "
+                    + "group commit, shared by every CaS and truncation queued behind it")
+        case .remote, .remoteUnix:
+            table.notes.append(
+                "a consensus server process (LogConsensus behind the RPC) on a fresh directory per level, reached "
+                    + (kind == .remote ? "over loopback TCP" : "over a Unix socket") + " by a client with "
+                    + "\(result.remoteConnections); its fsyncs happen in the server, so there are no fsync figures here")
+        }
+        table.print()
+    }
+
+    /// Every backend and PostgreSQL side by side per writer count, with the ratios.
+    private static func reportComparison(_ result: Result, withPostgres: Bool) {
+        let kinds = result.backends
+        let remoteOverLog = result.backends.contains(.log) ? kinds.filter(\.isRemote) : []
+        var headers = ["writers"] + kinds.map { "\($0.rawValue) CaS/s" }
+        if withPostgres { headers += ["pg CaS/s"] + kinds.map { "\($0.rawValue)/pg" } }
+        headers += remoteOverLog.map { "\($0.rawValue)/log" }
+        var table = Table("CaS/s side by side, and ratios", headers: headers, labelColumns: 0)
+        for level in result.levels {
+            var row = ["\(level.writers)"]
+            row += kinds.map { k in level.result(k).map { Format.rate($0.casPerSecond) } ?? "-" }
+            if withPostgres {
+                row.append(level.postgres.map { Format.rate($0.casPerSecond) } ?? "-")
+                row += kinds.map { k in
+                    Format.ratio(level.result(k)?.casPerSecond, level.postgres?.casPerSecond)
+                }
+            }
+            row += remoteOverLog.map { k in
+                Format.ratio(level.result(k)?.casPerSecond, level.result(.log)?.casPerSecond)
+            }
+            table.add(row)
+        }
+        table.print()
+    }
+
+    /// The summary lines under the tables, at the highest writer count measured.
+    private static func reportHeadlines(_ result: Result) {
         guard let low = result.levels.min(by: { $0.writers < $1.writers }),
             let high = result.levels.max(by: { $0.writers < $1.writers })
         else { return }
-        if high.writers > low.writers {
-            print(
-                "scaling: \(name)@\(high.writers) / \(name)@\(low.writers) = "
-                    + "\(Format.ratio(high.ours.casPerSecond, low.ours.casPerSecond)) (target >= 10x for 64 vs 1)")
+        let n = high.writers
+        if n > low.writers {
+            for kind in result.backends {
+                let name = kind.displayName
+                print(
+                    "scaling: \(name)@\(n) / \(name)@\(low.writers) = "
+                        + "\(Format.ratio(high.result(kind)?.casPerSecond, low.result(kind)?.casPerSecond)) "
+                        + "(target >= 10x for 64 vs 1)")
+            }
+        }
+        if let log = high.result(.log)?.casPerSecond, log > 0 {
+            for kind in result.backends where kind.isRemote {
+                let remote = high.result(kind)?.casPerSecond ?? 0
+                print(
+                    "network path: \(kind.rawValue)@\(n) / log@\(n) = \(Format.fixed(remote / log, 2)) "
+                        + "(target >= 0.70 at 64)")
+            }
         }
         if let pg = high.postgres {
-            print(
-                "versus PostgreSQL: \(name)@\(high.writers) / PostgreSQL@\(high.writers) = "
-                    + "\(Format.ratio(high.ours.casPerSecond, pg.casPerSecond)) (target >= 2x at 64)")
+            // The remote backends first: theirs is the figure the target is about.
+            for kind in result.backends.filter(\.isRemote) + result.backends.filter({ !$0.isRemote }) {
+                print(
+                    "versus PostgreSQL: \(kind.rawValue)@\(n) / PostgreSQL@\(n) = "
+                        + "\(Format.ratio(high.result(kind)?.casPerSecond, pg.casPerSecond)) (target >= 2x)")
+            }
         }
         print("")
     }

@@ -109,9 +109,17 @@ struct WriterCounts: ExpressibleByArgument {
     var defaultValueDescription: String { counts.map(String.init).joined(separator: ",") }
 }
 
+/// The consensus benchmark's options, except the backend list: `consensus` calls that
+/// `--backends`, `all` calls it `--consensus-backends` (persist has `--backends` there).
 struct ConsensusOptions: ParsableArguments {
-    @Option(help: "Consensus backend: 'log' (LogConsensus, durable) or 'mem' (MemoryConsensus, no I/O).")
-    var backend: ConsensusBackendKind = .log
+    /// Help shared by both spellings of the backend list.
+    static let backendsHelp = ArgumentHelp(
+        "Comma-separated consensus backends, each measured at every writer count.",
+        discussion: """
+            'log' (LogConsensus in this process, durable), 'remote' (a consensus server process over \
+            loopback TCP), 'remote-unix' (the same over a Unix socket), 'mem' (MemoryConsensus, no I/O). \
+            The remote backends start the consensus executable built next to persist-bench.
+            """)
 
     @Option(help: "Comma-separated writer counts; each is one measured level.")
     var writers = WriterCounts([1, 16, 64])
@@ -130,6 +138,17 @@ struct ConsensusOptions: ParsableArguments {
     @Flag(name: .customLong("pg-tcp"), help: "Connect pgbench over loopback TCP instead of the Unix socket.")
     var postgresOverTCP = false
 
+    @Option(
+        name: .customLong("remote-connections"),
+        help: ArgumentHelp(
+            "Connections of the remote backends' client: 'pool' (its default pool), 'per-writer', or a number.",
+            discussion: """
+                RemoteConsensus multiplexes every caller's requests over a small pool, so one \
+                system call carries many requests; 'per-writer' gives each writer its own \
+                connection (one request per system call), the costliest way to use it.
+                """))
+    var remoteConnections = RemoteConnections.pool
+
     func validate() throws {
         guard duration > 0 else { throw ValidationError("--duration must be at least 1 second") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -138,11 +157,11 @@ struct ConsensusOptions: ParsableArguments {
         }
     }
 
-    func run(common: CommonOptions) async throws {
+    func run(common: CommonOptions, backends: [ConsensusBackendKind]) async throws {
         let settings = ConsensusRun.Settings(
-            backend: backend, writerCounts: writers.counts, duration: duration, warmup: warmup,
+            backends: backends, writerCounts: writers.counts, duration: duration, warmup: warmup,
             parentDirectory: scratch.dir, keep: scratch.keep, seed: common.seed, skipPostgres: skipPostgres,
-            postgresOverTCP: postgresOverTCP)
+            postgresOverTCP: postgresOverTCP, remoteConnections: remoteConnections)
         let result = try await ConsensusRun(settings: settings).run()
         ConsensusRun.report(result)
         if common.json { try printJSONLine(result) }
@@ -269,7 +288,9 @@ struct ConsensusCommand: AsyncParsableCommand {
         abstract: "Compare-and-set throughput and latency with N concurrent writers, beside PostgreSQL.",
         discussion: """
             Each writer owns one key and runs a closed loop of compare-and-sets with \
-            1 KiB values, truncating its key every 64 commits. PostgreSQL 15 is started \
+            1 KiB values, truncating its key every 64 commits. At each writer count every \
+            backend runs in turn on a fresh directory, then PostgreSQL; the report compares \
+            them (remote over log, each over PostgreSQL). PostgreSQL 15 is started \
             from the system's binaries in a scratch directory and driven by pgbench with \
             the same load; it is stopped at the end, on errors and on Ctrl-C.
             """)
@@ -277,10 +298,17 @@ struct ConsensusCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var options: ConsensusOptions
 
+    @Option(help: ConsensusOptions.backendsHelp)
+    var backends = ConsensusBackendList([.log, .remote])
+
+    func validate() throws {
+        try backends.validate(flag: "--backends")
+    }
+
     func run() async throws {
         cleanup.installSignalHandlers()
         MachineInfo.printHeader("consensus")
-        try await options.run(common: common)
+        try await options.run(common: common, backends: backends.kinds)
     }
 }
 
@@ -357,6 +385,7 @@ struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all", abstract: "Runs crc, compression, consensus, persist and txn in that order.",
         discussion: """
+            consensus takes its backend list as --consensus-backends (--backends is persist's). \
             persist uses the consensus options' --dir and --keep, and --persist-warmup for its \
             warmup; txn uses persist's --backends, the consensus options' --dir and --keep, and \
             --txn-warmup for its warmup.
@@ -375,7 +404,11 @@ struct AllCommand: AsyncParsableCommand {
     @Option(name: .customLong("txn-warmup"), help: "Unmeasured transactions before txn's measured ones.")
     var txnWarmup = 50
 
+    @Option(name: .customLong("consensus-backends"), help: ConsensusOptions.backendsHelp)
+    var consensusBackends = ConsensusBackendList([.log, .remote])
+
     func validate() throws {
+        try consensusBackends.validate(flag: "--consensus-backends")
         guard persistWarmup >= 0 else { throw ValidationError("--persist-warmup must not be negative") }
         guard txnWarmup >= 0 else { throw ValidationError("--txn-warmup must not be negative") }
     }
@@ -385,7 +418,7 @@ struct AllCommand: AsyncParsableCommand {
         MachineInfo.printHeader("all")
         try crc.run(common: common)
         try compression.run(common: common)
-        try await consensus.run(common: common)
+        try await consensus.run(common: common, backends: consensusBackends.kinds)
         try await persist.run(common: common, warmup: persistWarmup, dir: consensus.scratch.dir, keep: consensus.scratch.keep)
         try await txn.run(
             common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.scratch.dir,

@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A server executable started by a test (the `consensus` or `blob-store` process), so
+/// suites can run through real processes, signal them and restart them.
+///
+/// The server is started with `--ready-file`; `start` returns once that file appears
+/// (or fails with the server's log if it exits first or the deadline passes). Its stdout
+/// and stderr go to a log file, which failure messages quote.
+public struct SpawnedServer: Sendable {
+    public let pid: pid_t
+    public let executable: String
+    public let arguments: [String]
+    public let logPath: String
+    /// The ready file's entries: listener name -> addresses, in the order written.
+    public let listeners: [String: [String]]
+
+    /// The path of an executable built next to the running test bundle.
+    public static func builtExecutable(_ name: String) throws -> String {
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let path = (exe as NSString).deletingLastPathComponent + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ConformanceFailure("\(name) is not built at \(path) (swift build --build-tests builds it)")
+        }
+        return path
+    }
+
+    /// Starts `executable` with `arguments` plus `--ready-file <readyFile>` and waits
+    /// until it is listening.
+    public static func start(
+        executable: String, arguments: [String], readyFile: String, logPath: String,
+        timeout: Duration = .seconds(30)
+    ) throws -> SpawnedServer {
+        unlink(readyFile)
+        let pid = try spawn(executable, arguments + ["--ready-file", readyFile], logPath: logPath)
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let text = try? String(contentsOfFile: readyFile, encoding: .utf8) {
+                var listeners: [String: [String]] = [:]
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: " ", maxSplits: 1)
+                    if parts.count == 2 { listeners[String(parts[0]), default: []].append(String(parts[1])) }
+                }
+                return SpawnedServer(
+                    pid: pid, executable: executable, arguments: arguments, logPath: logPath, listeners: listeners)
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                throw ConformanceFailure("\(executable) exited (status \(status)) before listening:\n\(tail(logPath))")
+            }
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw ConformanceFailure("\(executable) did not listen within \(timeout):\n\(tail(logPath))")
+            }
+            usleep(5_000)
+        }
+    }
+
+    /// `start` for async callers: the polling and waiting happen on a Dispatch thread, so
+    /// Swift's cooperative threads (which in-process servers and other tests need) are
+    /// never blocked.
+    public static func launch(
+        executable: String, arguments: [String], readyFile: String, logPath: String,
+        timeout: Duration = .seconds(30)
+    ) async throws -> SpawnedServer {
+        try await offThread {
+            try start(executable: executable, arguments: arguments, readyFile: readyFile, logPath: logPath, timeout: timeout)
+        }
+    }
+
+    /// `wait` for async callers (see `launch`).
+    public func exitStatus() async -> Int32 {
+        (try? await Self.offThread { wait() }) ?? Int32.min
+    }
+
+    /// `kill9` for async callers (see `launch`).
+    public func killed() async {
+        _ = try? await Self.offThread { kill9() }
+    }
+
+    /// Runs blocking work on a thread of its own: neither Swift's cooperative pool nor
+    /// Dispatch's shared queues (which libraries use for short jobs such as name
+    /// resolution) are held while it waits.
+    public static func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.start()
+        }
+    }
+
+    /// The first address of a listener, e.g. `rpc` -> `127.0.0.1:41234`.
+    public func address(_ name: String, matching predicate: (String) -> Bool = { _ in true }) throws -> String {
+        guard let a = listeners[name]?.first(where: predicate) else {
+            throw ConformanceFailure("no \(name) listener in the ready file: \(listeners)")
+        }
+        return a
+    }
+
+    public func signal(_ sig: Int32) {
+        kill(pid, sig)
+    }
+
+    /// Waits for the process to end. Returns its exit status, or minus the signal that
+    /// ended it.
+    @discardableResult
+    public func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return Int32.min }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : -signal
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    public func kill9() {
+        signal(SIGKILL)
+        wait()
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    public func logTail(_ lines: Int = 40) -> String { Self.tail(logPath, lines) }
+
+    static func tail(_ path: String, _ lines: Int = 40) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "(no log at \(path))" }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+    }
+
+    static func spawn(_ executable: String, _ arguments: [String], logPath: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ConformanceFailure("cannot start \(executable): errno \(rc)") }
+        return pid
+    }
+}

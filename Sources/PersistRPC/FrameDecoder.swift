@@ -1,0 +1,34 @@
+import NIOCore
+import PersistCodec
+
+/// Splits a byte stream into consensus RPC payloads (the bytes after each 4-byte length
+/// prefix). The length is checked before anything is buffered for it, so a huge or
+/// zero length prefix fails the connection at once instead of waiting for (or
+/// allocating) the announced bytes.
+public struct ConsensusFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = [UInt8]
+
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let prefix = buffer.getBytes(at: buffer.readerIndex, length: ConsensusRPC.prefixLength) else {
+            return .needMoreData
+        }
+        let length = try ConsensusRPC.payloadLength(prefix: prefix)
+        guard buffer.readableBytes >= ConsensusRPC.prefixLength + length else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: ConsensusRPC.prefixLength)
+        guard let payload = buffer.readBytes(length: length) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(payload))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
+        // Whole frames still buffered are delivered; a partial frame at EOF is dropped
+        // (the peer went away mid-frame, so nobody is waiting for its answer).
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .needMoreData
+    }
+}

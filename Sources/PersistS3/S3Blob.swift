@@ -1,0 +1,419 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PersistCore
+import PersistLocation
+import Synchronization
+
+/// A `Blob` stored in an S3 bucket, spoken to over HTTP/1.1 with SigV4 signatures: our
+/// `blob-store`, or any S3-compatible service reachable over plain HTTP.
+///
+/// Keys are stored under the configured key prefix and travel percent-encoded with S3's
+/// rules, so any key (control characters, `..`, `%`, non-ASCII) is safe. Requests use a
+/// small pool of keep-alive connections; each request has a deadline covering the wait
+/// for a connection, connecting, sending and the whole answer.
+///
+/// Determinacy:
+/// - Nothing sent (no connection free in time, connect refused or timed out, shut down):
+///   determinate.
+/// - Sent but no complete answer (timeout, connection lost): indeterminate for `set` and
+///   `delete`, which the server may have applied; determinate for `get` and `list`, which
+///   change nothing. A request whose reused keep-alive connection turns out to have been
+///   closed by the server before any answer is retried once on a fresh connection (PUT and
+///   DELETE are idempotent here: `Blob` never overwrites a key with different bytes).
+/// - Answers: see the status mapping of the S3 error codes (4xx determinate, throttling
+///   determinate, other 5xx indeterminate for writes).
+///
+/// Transport: plain HTTP over TCP or a Unix socket. TLS (needed for AWS's own endpoints)
+/// is a later addition: it slots in as one more `Endpoint` case whose connect step adds a
+/// TLS handler before the HTTP codec; nothing above the connection changes.
+public final class S3Blob: Blob {
+    /// Where the S3 server listens.
+    public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
+        /// A host name or address and a port, over TCP.
+        case tcp(host: String, port: Int)
+        /// A Unix domain socket at an absolute path.
+        case unix(path: String)
+
+        /// The endpoint as a URL (`http://host:port`, `unix:///path`).
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+            case .unix(let path): "unix://\(path)"
+            }
+        }
+    }
+
+    /// How the bucket is named in requests.
+    public enum Addressing: Hashable, Sendable {
+        /// `Host: endpoint`, `/bucket/key`.
+        case pathStyle
+        /// `Host: bucket.endpoint`, `/key`.
+        case virtualHost
+    }
+
+    /// Everything an `S3Blob` needs to reach its bucket.
+    public struct Configuration: Sendable {
+        /// Where the server listens.
+        public var endpoint: Endpoint
+        /// The bucket holding the objects.
+        public var bucket: String
+        /// Prepended to every key; a non-empty prefix without a trailing `/` gets one.
+        public var prefix: String
+        /// The region requests are signed for (any value our blob-store accepts; S3 wants the bucket's).
+        public var region: String
+        /// The key pair every request is signed with.
+        public var credentials: S3Credentials
+        /// Path-style or virtual-host addressing of the bucket.
+        public var addressing: Addressing
+        /// The `Host` header; nil derives it from the endpoint (and the bucket, for
+        /// virtual-host addressing). A Unix socket endpoint uses `localhost`.
+        public var hostHeader: String?
+        /// Connections kept open at most; requests beyond wait for one.
+        public var maxConnections: Int
+        /// The longest a new connection may take (within the request's budget).
+        public var connectTimeout: Duration
+        /// The whole budget of one request, from asking for a connection to the last byte
+        /// of the answer.
+        public var requestTimeout: Duration
+        /// `max-keys` of each ListObjectsV2 page; nil lets the server choose (1000 on S3).
+        public var listPageSize: Int?
+
+        /// A configuration; `maxConnections` is at least 1.
+        public init(
+            endpoint: Endpoint, bucket: String, prefix: String = "", region: String = "us-east-1", credentials: S3Credentials,
+            addressing: Addressing = .pathStyle, hostHeader: String? = nil, maxConnections: Int = 8,
+            connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), listPageSize: Int? = nil
+        ) {
+            self.endpoint = endpoint
+            self.bucket = bucket
+            self.prefix = prefix
+            self.region = region
+            self.credentials = credentials
+            self.addressing = addressing
+            self.hostHeader = hostHeader
+            self.maxConnections = max(1, maxConnections)
+            self.connectTimeout = connectTimeout
+            self.requestTimeout = requestTimeout
+            self.listPageSize = listPageSize
+        }
+
+        /// The configuration of a parsed `s3://` location. Throws `invalidArgument` for an
+        /// endpoint this client cannot reach yet: none (AWS's own, which needs TLS) or
+        /// `https://`.
+        public init(location: S3Location, credentials: S3Credentials) throws(StorageError) {
+            guard let text = location.endpoint else {
+                throw .determinate(.invalidArgument, "s3://\(location.bucket) has no endpoint; AWS's own endpoints need TLS, which S3Blob does not speak yet")
+            }
+            guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased() else {
+                throw .determinate(.invalidArgument, "unreadable S3 endpoint \(text)")
+            }
+            let endpoint: Endpoint
+            switch scheme {
+            case "http":
+                guard let host = url.host, !host.isEmpty else { throw .determinate(.invalidArgument, "S3 endpoint \(text) has no host") }
+                guard url.path.isEmpty || url.path == "/" else {
+                    throw .determinate(.invalidArgument, "S3 endpoint \(text) has a path; only http://host[:port] is supported")
+                }
+                endpoint = .tcp(host: host, port: url.port ?? 80)
+            case "unix":
+                guard url.path.hasPrefix("/") else { throw .determinate(.invalidArgument, "S3 endpoint \(text) needs an absolute socket path") }
+                endpoint = .unix(path: url.path)
+            default:
+                throw .determinate(.invalidArgument, "S3 endpoint \(text): only http:// and unix:// are supported (TLS comes later)")
+            }
+            self.init(
+                endpoint: endpoint, bucket: location.bucket, prefix: location.prefix, region: location.region ?? "us-east-1",
+                credentials: credentials, addressing: location.pathStyle ? .pathStyle : .virtualHost)
+        }
+
+        /// The `Host` header requests carry.
+        var effectiveHostHeader: String {
+            if let hostHeader { return hostHeader }
+            let authority: String
+            switch endpoint {
+            case .tcp(let host, let port):
+                let name = host.contains(":") ? "[\(host)]" : host
+                authority = port == 80 ? name : "\(name):\(port)"
+            case .unix:
+                authority = "localhost"
+            }
+            return addressing == .virtualHost ? "\(bucket).\(authority)" : authority
+        }
+
+        /// The prefix as stored: empty, or ending in `/`.
+        var keyPrefix: String { prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/" }
+    }
+
+    /// The configuration this client was made with.
+    public let configuration: Configuration
+    let builder: S3RequestBuilder
+    let group: any EventLoopGroup
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private let pool: Mutex<S3ConnectionPoolState<S3HTTPConnection, S3LeaseWaiter>>
+    private let nextWaiterID = Atomic<Int>(0)
+
+    /// A client for `configuration`. No connection is made until the first request.
+    /// `now` is the clock requests are signed with.
+    public init(
+        _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "persist.s3-blob"), now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.configuration = configuration
+        self.builder = S3RequestBuilder(
+            bucket: configuration.bucket, region: configuration.region, credentials: configuration.credentials,
+            pathStyle: configuration.addressing == .pathStyle, host: configuration.effectiveHostHeader)
+        self.group = group
+        self.logger = logger
+        self.now = now
+        self.pool = Mutex(S3ConnectionPoolState(limit: configuration.maxConnections))
+    }
+
+    /// A client for a parsed `s3://` location (see `Configuration.init(location:credentials:)`).
+    public convenience init(
+        location: S3Location, credentials: S3Credentials, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "persist.s3-blob")
+    ) throws(StorageError) {
+        self.init(try Configuration(location: location, credentials: credentials), group: group, logger: logger)
+    }
+
+    /// Closes idle connections and refuses new requests (determinately). Requests in
+    /// flight finish or fail on their own; their connections close when released.
+    public func shutdown() async {
+        let refused = pool.withLock { $0.shutDown() }
+        for connection in refused.idle { connection.close() }
+        for waiter in refused.waiters { waiter.resume(.failed(.determinate(.unavailable, "the S3 client was shut down"))) }
+    }
+
+    // MARK: Blob
+
+    /// GetObject; nil for 404.
+    public func get(_ key: String) async throws(StorageError) -> [UInt8]? {
+        let operation = S3Operation.getObject(key: configuration.keyPrefix + key)
+        return try S3ResponseMapping.object(try await perform(operation), operation: operation)
+    }
+
+    /// PutObject with `Content-MD5` and the payload's SHA-256 signed, so a damaged body is refused.
+    public func set(_ key: String, _ value: [UInt8]) async throws(StorageError) {
+        let operation = S3Operation.putObject(key: configuration.keyPrefix + key, body: value)
+        try S3ResponseMapping.done(try await perform(operation), operation: operation)
+    }
+
+    /// HeadObject for the size, then DeleteObject. The size is best effort: another
+    /// writer may replace or remove the object between the two calls, and S3 itself does
+    /// not say what a delete removed.
+    public func delete(_ key: String) async throws(StorageError) -> Int? {
+        let name = configuration.keyPrefix + key
+        let head = S3Operation.headObject(key: name)
+        let size = try S3ResponseMapping.size(try await perform(head), operation: head)
+        let operation = S3Operation.deleteObject(key: name)
+        try S3ResponseMapping.done(try await perform(operation), operation: operation)
+        return size
+    }
+
+    /// Every page of ListObjectsV2 (with `encoding-type=url`, so any key survives the
+    /// XML), in ascending byte order of the keys.
+    public func list(prefix: String) async throws(StorageError) -> [BlobMetadata] {
+        let stored = configuration.keyPrefix
+        var result: [BlobMetadata] = []
+        var token: String?
+        var seenTokens: Set<String> = []
+        repeat {
+            let operation = S3Operation.listObjectsV2(prefix: stored + prefix, continuationToken: token, maxKeys: configuration.listPageSize)
+            let page = try S3ResponseMapping.listing(try await perform(operation), operation: operation)
+            for object in page.contents where object.key.utf8.starts(with: stored.utf8) {
+                result.append(BlobMetadata(key: String(decoding: object.key.utf8.dropFirst(stored.utf8.count), as: UTF8.self), sizeBytes: object.size))
+            }
+            token = nil
+            if page.isTruncated {
+                guard let next = page.nextContinuationToken, seenTokens.insert(next).inserted else {
+                    throw .determinate(.io, "ListObjectsV2 said the listing is truncated but gave no new continuation token")
+                }
+                token = next
+            }
+        } while token != nil
+        result.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        return result
+    }
+
+    // MARK: Requests
+
+    /// Sends `operation` and returns the server's complete answer, whatever its status.
+    func perform(_ operation: S3Operation) async throws(StorageError) -> S3HTTPResponse {
+        let timeout = configuration.requestTimeout
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
+        let request = builder.request(operation, date: now())
+        var retried = false
+        while true {
+            let (connection, reused) = try await lease(deadline: deadline, operation: operation)
+            switch await connection.execute(request, deadline: deadline) {
+            case .success(let response):
+                release(connection, reusable: response.keepAlive && connection.isUsable)
+                return response
+            case .failure(let failure):
+                release(connection, reusable: false)
+                if reused, !retried, failure.looksStale, NIODeadline.now() < deadline {
+                    retried = true
+                    logger.debug("retrying on a fresh connection", metadata: ["operation": "\(operation.name)", "failure": "\(failure)"])
+                    continue
+                }
+                throw Self.storageError(failure, operation: operation, timeout: timeout, endpoint: configuration.endpoint)
+            }
+        }
+    }
+
+    static func storageError(_ failure: S3TransportFailure, operation: S3Operation, timeout: Duration, endpoint: Endpoint) -> StorageError {
+        switch failure {
+        case .notSent(let why):
+            return .determinate(.unavailable, "\(operation.name) not sent to \(endpoint): \(why)")
+        case .lost(let why, _):
+            let message = "\(operation.name) to \(endpoint) lost its answer: \(why)"
+            return operation.isMutation ? .indeterminate(.unavailable, message) : .determinate(.unavailable, message)
+        case .timedOut:
+            let message = "\(operation.name) to \(endpoint) got no complete answer within \(timeout)"
+            return operation.isMutation ? .indeterminate(.timeout, message) : .determinate(.timeout, message)
+        }
+    }
+
+    /// A connection for one request: an idle one, a new one, or the next one released.
+    /// `reused` says whether it carried requests before.
+    private func lease(deadline: NIODeadline, operation: S3Operation) async throws(StorageError) -> (S3HTTPConnection, reused: Bool) {
+        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).newValue
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<S3LeaseOutcome, Never>) in
+            let waiter = S3LeaseWaiter(continuation)
+            let leased = pool.withLock { $0.lease(id: id, waiter: waiter, isUsable: { $0.isUsable }) }
+            for connection in leased.discarded { connection.close() }
+            switch leased.0 {
+            case .use(let connection): waiter.resume(.connection(connection))
+            case .connect: waiter.resume(.connect)
+            case .shutDown: waiter.resume(.failed(.determinate(.unavailable, "the S3 client was shut down")))
+            case .wait:
+                let message = "\(operation.name): no S3 connection became free within \(configuration.requestTimeout)"
+                let timer = group.any().scheduleTask(deadline: deadline) { [self] in
+                    guard let expired = pool.withLock({ $0.removeWaiter(id: id) }) else { return }
+                    expired.resume(.failed(.determinate(.timeout, message)))
+                }
+                waiter.attach(timer)
+            }
+        }
+        switch outcome {
+        case .connection(let connection):
+            return (connection, true)
+        case .failed(let error):
+            throw error
+        case .connect:
+            do {
+                return (try await connect(deadline: deadline), false)
+            } catch {
+                carryOut(pool.withLock { $0.connectFailed() })
+                throw error
+            }
+        }
+    }
+
+    private func release(_ connection: S3HTTPConnection, reusable: Bool) {
+        carryOut(pool.withLock { $0.release(connection, reusable: reusable) })
+    }
+
+    private func carryOut(_ handoff: S3ConnectionPoolState<S3HTTPConnection, S3LeaseWaiter>.Handoff) {
+        switch handoff {
+        case .none: break
+        case .close(let connection): connection.close()
+        case .give(let connection, let waiter): waiter.resume(.connection(connection))
+        case .connect(let waiter, let old):
+            old?.close()
+            waiter.resume(.connect)
+        }
+    }
+
+    /// Opens a connection with an HTTP/1.1 client pipeline. Every failure is determinate:
+    /// no request was written.
+    private func connect(deadline: NIODeadline) async throws(StorageError) -> S3HTTPConnection {
+        let remaining = deadline - NIODeadline.now()
+        guard remaining > .zero else {
+            throw .determinate(.timeout, "no time left to connect to \(configuration.endpoint)")
+        }
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(min(TimeAmount(configuration.connectTimeout), remaining))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+        let initialize: @Sendable (any Channel) -> EventLoopFuture<S3HTTPConnection> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let handler = S3HTTPClientHandler()
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                try channel.pipeline.syncOperations.addHandler(handler)
+                return S3HTTPConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            }
+        }
+        do {
+            let connection: S3HTTPConnection
+            switch configuration.endpoint {
+            case .tcp(let host, let port):
+                // An IP address skips NIO's resolver, which runs on a shared Dispatch queue.
+                if let literal = try? SocketAddress(ipAddress: host, port: port) {
+                    connection = try await bootstrap.connect(to: literal, channelInitializer: initialize)
+                } else {
+                    connection = try await bootstrap.connect(host: host, port: port, channelInitializer: initialize)
+                }
+            case .unix(let path):
+                connection = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initialize)
+            }
+            logger.debug("connected to S3 endpoint", metadata: ["endpoint": "\(configuration.endpoint)"])
+            return connection
+        } catch {
+            if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+                throw .determinate(.timeout, "connecting to \(configuration.endpoint) timed out")
+            }
+            throw .determinate(.unavailable, "cannot connect to \(configuration.endpoint): \(error)")
+        }
+    }
+}
+
+/// What a lease resolves to.
+enum S3LeaseOutcome: Sendable {
+    case connection(S3HTTPConnection)
+    case connect
+    case failed(StorageError)
+}
+
+/// A request waiting for a connection: resumed exactly once, by whoever removes it from
+/// the pool (a release or its deadline); a deadline timer is cancelled on resumption.
+final class S3LeaseWaiter: Sendable {
+    private let continuation: CheckedContinuation<S3LeaseOutcome, Never>
+    private let state = Mutex<(timer: Scheduled<Void>?, resumed: Bool)>((nil, false))
+
+    init(_ continuation: CheckedContinuation<S3LeaseOutcome, Never>) {
+        self.continuation = continuation
+    }
+
+    func attach(_ timer: Scheduled<Void>) {
+        let alreadyResumed = state.withLock { s -> Bool in
+            if !s.resumed { s.timer = timer }
+            return s.resumed
+        }
+        if alreadyResumed { timer.cancel() }
+    }
+
+    func resume(_ outcome: S3LeaseOutcome) {
+        let timer = state.withLock { s -> Scheduled<Void>? in
+            s.resumed = true
+            let t = s.timer
+            s.timer = nil
+            return t
+        }
+        timer?.cancel()
+        continuation.resume(returning: outcome)
+    }
+}
+
+extension TimeAmount {
+    /// The nearest whole nanoseconds of a `Duration`, saturating.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let nanos = overflow ? (seconds < 0 ? Int64.min : Int64.max) : whole.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+        self = .nanoseconds(nanos)
+    }
+}

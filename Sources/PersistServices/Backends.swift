@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PersistCore
+import PersistLocation
+import PersistRPC
+import PersistS3
+
+/// A backend opened from a location URL, with the way to release it.
+public struct OpenedBackend<Backend: Sendable>: Sendable {
+    public let backend: Backend
+    /// What the URL named, for logs (`log:///var/lib/x`, `consensus://h:7100`).
+    public let location: String
+    /// Flushes and releases the backend (closes a log, a connection pool).
+    public let close: @Sendable () async -> Void
+}
+
+/// Opens blob and consensus backends from location URLs (`LocationURL`), the one way
+/// every tool and server turns a URL into a backend.
+///
+/// `mem://name` backends live in a process-wide table, so two opens of the same name
+/// (a coordinator and a test in one process, say) share one store.
+public enum Backends {
+    public static func consensus(
+        _ text: String, logger: Logger = Logger(label: "persist.backends")
+    ) throws -> OpenedBackend<any Consensus> {
+        switch try LocationURL.consensus(text) {
+        case .memory(let name):
+            return OpenedBackend(backend: MemoryStores.shared.consensus(name), location: text, close: {})
+        case .log(let path):
+            let log = try LogConsensus.open(directory: path, logger: logger)
+            return OpenedBackend(backend: log, location: text, close: { await log.close() })
+        case .remote(let host, let port, let tokenFile):
+            let remote = RemoteConsensus(
+                .init(endpoint: .tcp(host: host, port: port), token: try tokenFile.map(readToken)), logger: logger)
+            return OpenedBackend(backend: remote, location: text, close: { await remote.shutdown() })
+        case .remoteUnix(let path, let tokenFile):
+            let remote = RemoteConsensus(
+                .init(endpoint: .unix(path: path), token: try tokenFile.map(readToken)), logger: logger)
+            return OpenedBackend(backend: remote, location: text, close: { await remote.shutdown() })
+        }
+    }
+
+    public static func blob(
+        _ text: String, credentials: S3Credentials? = nil, logger: Logger = Logger(label: "persist.backends")
+    ) throws -> OpenedBackend<any Blob> {
+        switch try LocationURL.blob(text) {
+        case .memory(let name):
+            return OpenedBackend(backend: MemoryStores.shared.blob(name), location: text, close: {})
+        case .file(let path):
+            return OpenedBackend(backend: try FileBlob(root: path), location: text, close: {})
+        case .s3(let location):
+            guard let credentials = credentials ?? S3Credentials.fromEnvironment() else {
+                throw StorageError.determinate(
+                    .invalidArgument, "\(text): S3 needs credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+            }
+            let s3 = try S3Blob(location: location, credentials: credentials, logger: logger)
+            return OpenedBackend(backend: s3, location: text, close: { await s3.shutdown() })
+        }
+    }
+
+    /// A token file's contents without surrounding whitespace. Empty files are refused.
+    public static func readToken(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StorageError.determinate(.invalidArgument, "cannot read the token file \(path)")
+        }
+        let token = Array(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        guard !token.isEmpty else { throw StorageError.determinate(.invalidArgument, "the token file \(path) is empty") }
+        return token
+    }
+}
+
+/// The process's named in-memory stores.
+final class MemoryStores: Sendable {
+    static let shared = MemoryStores()
+
+    private let consensusStores = NIOLockedValueBox<[String: MemoryConsensus]>([:])
+    private let blobStores = NIOLockedValueBox<[String: MemoryBlob]>([:])
+
+    func consensus(_ name: String) -> MemoryConsensus {
+        consensusStores.withLockedValue { stores in
+            if let s = stores[name] { return s }
+            let s = MemoryConsensus()
+            stores[name] = s
+            return s
+        }
+    }
+
+    func blob(_ name: String) -> MemoryBlob {
+        blobStores.withLockedValue { stores in
+            if let s = stores[name] { return s }
+            let s = MemoryBlob()
+            stores[name] = s
+            return s
+        }
+    }
+}
