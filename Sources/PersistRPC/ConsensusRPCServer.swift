@@ -32,11 +32,18 @@ public struct ConsensusRPCServer: Sendable {
         /// A scan answer stops once its versions hold this many bytes (it then says it
         /// was truncated, and the client continues from there).
         public var maxScanResponseBytes: Int
+        /// A connection that has not authenticated this long after connecting is closed
+        /// (only when a token is required), so idle strangers do not hold sockets.
+        public var helloTimeout: Duration
 
-        public init(token: [UInt8]? = nil, maxInFlightPerConnection: Int = 512, maxScanResponseBytes: Int = 16 << 20) {
+        public init(
+            token: [UInt8]? = nil, maxInFlightPerConnection: Int = 512, maxScanResponseBytes: Int = 16 << 20,
+            helloTimeout: Duration = .seconds(10)
+        ) {
             self.token = token
             self.maxInFlightPerConnection = max(1, maxInFlightPerConnection)
             self.maxScanResponseBytes = maxScanResponseBytes
+            self.helloTimeout = helloTimeout
         }
     }
 
@@ -171,6 +178,10 @@ struct ServerMetrics: Sendable {
 
     let badRequests = Counter(label: "consensus_rpc_bad_requests_total")
     let authFailures = Counter(label: "consensus_rpc_auth_failures_total")
+    let bytesIn = Counter(label: "consensus_rpc_bytes_in_total")
+    let bytesOut = Counter(label: "consensus_rpc_bytes_out_total")
+    let connectionsOpened = Counter(label: "consensus_rpc_connections_opened_total")
+    let connectionsClosed = Counter(label: "consensus_rpc_connections_closed_total")
     let durations: [String: Timer]
     let errorCounts: [String: Counter]
 

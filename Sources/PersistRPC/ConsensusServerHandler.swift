@@ -29,12 +29,30 @@ final class ConsensusServerHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         peer = context.channel.remoteAddress.map { "\($0)" } ?? "unix peer"
+        server.metrics.connectionsOpened.increment()
+        if server.configuration.token != nil {
+            let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let timeout = server.configuration.helloTimeout.components
+            let delay = TimeAmount.nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000)
+            context.eventLoop.scheduleTask(in: delay) {
+                guard !this.value.authenticated, ctx.value.channel.isActive else { return }
+                this.value.server.logger.notice("closing a connection that never authenticated", metadata: ["peer": "\(this.value.peer)"])
+                ctx.value.close(promise: nil)
+            }
+        }
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        server.metrics.connectionsClosed.increment()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
         let payload = unwrapInboundIn(data)
+        server.metrics.bytesIn.increment(by: payload.count + ConsensusRPC.prefixLength)
         let id: UInt64
         let request: ConsensusRequest
         do {
@@ -89,7 +107,9 @@ final class ConsensusServerHandler: ChannelInboundHandler {
     /// commit's) leave in one write system call per connection.
     private func send(context: ChannelHandlerContext, id: UInt64, _ response: ConsensusResponse) {
         guard context.channel.isActive else { return }
-        context.write(wrapOutboundOut(ByteBuffer(bytes: ConsensusRPC.encode(response: response, id: id))), promise: nil)
+        let frame = ConsensusRPC.encode(response: response, id: id)
+        server.metrics.bytesOut.increment(by: frame.count)
+        context.write(wrapOutboundOut(ByteBuffer(bytes: frame)), promise: nil)
         guard !flushPending else { return }
         flushPending = true
         let this = NIOLoopBound(self, eventLoop: context.eventLoop)

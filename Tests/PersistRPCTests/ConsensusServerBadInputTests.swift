@@ -165,6 +165,20 @@ import Testing
         }
     }
 
+    /// A connection that never authenticates is closed after the hello timeout, while
+    /// an authenticated one stays.
+    @Test func silentStrangersAreDisconnected() async throws {
+        try await withConsensusServer(backend: MemoryConsensus(), token: Self.token, helloTimeout: .milliseconds(200)) {
+            address in
+            let stranger = try await RawConnection(address)
+            let member = try await Self.authenticated(address)
+            #expect(try await stranger.isClosedByServer())
+            try await member.send(.listKeys, id: 2)
+            let answer = try #require(try await member.response())
+            #expect(answer.id == 2 && answer.response == .listKeys([]))
+        }
+    }
+
     /// A client that sends requests but never reads the answers fills its own socket
     /// buffers; the server then stops reading from it, and everyone else is served.
     @Test func aClientThatNeverReadsDoesNotBlockOthers() async throws {

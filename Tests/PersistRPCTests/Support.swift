@@ -34,13 +34,14 @@ struct ScratchDirectory: Sendable {
 /// Runs a ConsensusService in this process on a free loopback port for the duration of
 /// `body`, then drains it.
 func withConsensusServer<T: Sendable>(
-    backend: any Consensus, token: [UInt8]? = nil, maxInFlight: Int = 512,
+    backend: any Consensus, token: [UInt8]? = nil, maxInFlight: Int = 512, helloTimeout: Duration = .seconds(60),
     _ body: @Sendable (ListenAddress) async throws -> T
 ) async throws -> T {
     let (addresses, continuation) = AsyncStream<[ListenAddress]>.makeStream()
     let service = ConsensusService(
         backend: backend, listen: [.tcp(host: "127.0.0.1", port: 0)],
-        configuration: .init(token: token, maxInFlightPerConnection: maxInFlight), logger: testLogger,
+        configuration: .init(token: token, maxInFlightPerConnection: maxInFlight, helloTimeout: helloTimeout),
+        logger: testLogger,
         onListening: { continuation.yield($0) })
     let group = ServiceGroup(services: [service], logger: testLogger)
     return try await withThrowingTaskGroup(of: T?.self) { tasks in
