@@ -113,8 +113,35 @@ public struct SpawnedServer: Sendable {
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return Int32.min }
         }
+        return Self.decode(status)
+    }
+
+    /// `wait` for async callers, bounded as a hang guard: nil if the process is still
+    /// running after `limit` (it is left running; `killed` ends it).
+    public func exitStatus(within limit: Duration) async -> Int32? {
+        let pid = pid
+        return (try? await Self.offThread { Self.reap(pid, by: ContinuousClock.now + limit) }) ?? nil
+    }
+
+    /// A `waitpid` status as `wait` returns it: the exit status, or minus the signal.
+    static func decode(_ status: Int32) -> Int32 {
         let signal = status & 0x7f
         return signal == 0 ? (status >> 8) & 0xff : -signal
+    }
+
+    /// Reaps `pid` once it ends, polling (blocking the calling thread) until `deadline`:
+    /// its status as `wait` returns it, or nil if it is still running then.
+    static func reap(_ pid: pid_t, by deadline: ContinuousClock.Instant) -> Int32? {
+        var status: Int32 = 0
+        var pause: UInt32 = 1_000
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { return decode(status) }
+            if reaped < 0, errno != EINTR { return Int32.min }
+            if ContinuousClock.now >= deadline { return nil }
+            usleep(pause)
+            pause = min(pause * 2, 20_000)
+        }
     }
 
     /// Sends SIGKILL and reaps the process.
@@ -131,7 +158,11 @@ public struct SpawnedServer: Sendable {
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
-    static func spawn(_ executable: String, _ arguments: [String], logPath: String) throws -> pid_t {
+    /// Starts `executable` (an absolute path) with stdin from /dev/null and stdout and
+    /// stderr appended to `logPath`. `environment` replaces the inherited one when given.
+    static func spawn(
+        _ executable: String, _ arguments: [String], logPath: String, environment: [String: String]? = nil
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -140,8 +171,15 @@ public struct SpawnedServer: Sendable {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for p in envp ?? [] { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        let rc: Int32
+        if let envp {
+            rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        } else {
+            rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        }
         guard rc == 0 else { throw ConformanceFailure("cannot start \(executable): errno \(rc)") }
         return pid
     }

@@ -42,15 +42,16 @@ public struct S3ListedObject: Hashable, Sendable {
 
 /// A ListObjectsV2 response, `<ListBucketResult>`.
 ///
-/// Keys, `prefix` and `startAfter` are always the real (decoded) strings here; whether
-/// they travel URL-encoded is decided by `encodingTypeURL`, which mirrors the request's
-/// `encoding-type=url`. Continuation tokens are opaque and never encoded.
+/// Keys, `prefix`, `delimiter`, `startAfter` and the common prefixes are always the real
+/// (decoded) strings here; whether they travel URL-encoded is decided by
+/// `encodingTypeURL`, which mirrors the request's `encoding-type=url` (S3 encodes exactly
+/// these). Continuation tokens are opaque and never encoded.
 public struct S3ListBucketResult: Hashable, Sendable {
     /// The bucket's name.
     public var name: String
     /// The prefix every listed key starts with (empty for all).
     public var prefix: String
-    /// How many keys this page holds.
+    /// How many keys and common prefixes this page holds.
     public var keyCount: Int
     /// The page size the listing used.
     public var maxKeys: Int
@@ -62,28 +63,37 @@ public struct S3ListBucketResult: Hashable, Sendable {
     public var nextContinuationToken: String?
     /// The key the listing started after, echoed.
     public var startAfter: String?
+    /// The delimiter the listing rolled keys up at, echoed (nil when none was asked for).
+    public var delimiter: String?
     /// Whether keys, prefix and start-after are URL-encoded in the document
     /// (`<EncodingType>url</EncodingType>`).
     public var encodingTypeURL: Bool
     /// The objects of this page, in ascending byte order of their keys.
     public var contents: [S3ListedObject]
+    /// The common prefixes of this page (`<CommonPrefixes><Prefix>`), in ascending byte
+    /// order: for a listing with a delimiter, each distinct run of keys that continue
+    /// past `prefix` and contain the delimiter, cut just after its first occurrence there.
+    public var commonPrefixes: [String]
 
-    /// A listing page; `keyCount` defaults to the number of `contents`.
+    /// A listing page; `keyCount` defaults to the number of `contents` and
+    /// `commonPrefixes`.
     public init(
         name: String, prefix: String = "", keyCount: Int? = nil, maxKeys: Int = 1000, isTruncated: Bool = false,
         continuationToken: String? = nil, nextContinuationToken: String? = nil, startAfter: String? = nil,
-        encodingTypeURL: Bool = false, contents: [S3ListedObject] = []
+        delimiter: String? = nil, encodingTypeURL: Bool = false, contents: [S3ListedObject] = [], commonPrefixes: [String] = []
     ) {
         self.name = name
         self.prefix = prefix
-        self.keyCount = keyCount ?? contents.count
+        self.keyCount = keyCount ?? contents.count + commonPrefixes.count
         self.maxKeys = maxKeys
         self.isTruncated = isTruncated
         self.continuationToken = continuationToken
         self.nextContinuationToken = nextContinuationToken
         self.startAfter = startAfter
+        self.delimiter = delimiter
         self.encodingTypeURL = encodingTypeURL
         self.contents = contents
+        self.commonPrefixes = commonPrefixes
     }
 }
 
@@ -171,7 +181,9 @@ public enum S3XML {
         return Array(xml.utf8)
     }
 
-    /// A `<ListBucketResult>` document (keys URL-encoded when `encodingTypeURL` is set).
+    /// A `<ListBucketResult>` document (keys, prefixes, delimiter and start-after
+    /// URL-encoded when `encodingTypeURL` is set), its elements in the order S3 writes
+    /// them.
     public static func render(_ result: S3ListBucketResult) -> [UInt8] {
         let url = result.encodingTypeURL
         func encode(_ text: String) -> String { url ? urlEncode(text) : text }
@@ -180,6 +192,7 @@ public enum S3XML {
         xml += element("Prefix", encode(result.prefix))
         xml += element("KeyCount", String(result.keyCount))
         xml += element("MaxKeys", String(result.maxKeys))
+        if let delimiter = result.delimiter { xml += element("Delimiter", encode(delimiter)) }
         xml += element("IsTruncated", result.isTruncated ? "true" : "false")
         if result.encodingTypeURL { xml += element("EncodingType", "url") }
         if let token = result.continuationToken { xml += element("ContinuationToken", token) }
@@ -193,6 +206,9 @@ public enum S3XML {
             xml += element("Size", String(object.size))
             xml += element("StorageClass", "STANDARD")
             xml += "</Contents>"
+        }
+        for prefix in result.commonPrefixes {
+            xml += "<CommonPrefixes>" + element("Prefix", encode(prefix)) + "</CommonPrefixes>"
         }
         xml += "</ListBucketResult>"
         return Array(xml.utf8)
@@ -212,9 +228,9 @@ public enum S3XML {
             requestID: root.child("RequestId")?.text)
     }
 
-    /// Reads a `<ListBucketResult>` document, decoding keys when it says
-    /// `<EncodingType>url</EncodingType>`. Elements this subset does not use
-    /// (`StorageClass`, `Owner`, `CommonPrefixes`, ...) are ignored.
+    /// Reads a `<ListBucketResult>` document, decoding keys, prefixes, the delimiter and
+    /// start-after when it says `<EncodingType>url</EncodingType>`. Elements this subset
+    /// does not use (`StorageClass`, `Owner`, ...) are ignored.
     public static func parseListBucketResult(_ bytes: [UInt8]) throws(S3XMLError) -> S3ListBucketResult {
         let root = try XMLReader.parse(bytes)
         guard root.localName == "ListBucketResult" else { throw .unexpectedRoot(expected: "ListBucketResult", found: root.name) }
@@ -238,6 +254,11 @@ public enum S3XML {
             }
             contents.append(S3ListedObject(key: try decode("Key", key), size: size, lastModified: modified, etag: item.child("ETag")?.text))
         }
+        var commonPrefixes: [String] = []
+        for item in root.children where item.localName == "CommonPrefixes" {
+            guard let prefix = item.child("Prefix")?.text else { throw .missingElement("Prefix") }
+            commonPrefixes.append(try decode("Prefix", prefix))
+        }
         let isTruncatedText = root.child("IsTruncated")?.text ?? "false"
         guard isTruncatedText == "true" || isTruncatedText == "false" else {
             throw .invalidValue(element: "IsTruncated", value: isTruncatedText)
@@ -249,11 +270,12 @@ public enum S3XML {
         }
         return S3ListBucketResult(
             name: root.child("Name")?.text ?? "", prefix: try decode("Prefix", root.child("Prefix")?.text ?? ""),
-            keyCount: try integer("KeyCount", default: contents.count), maxKeys: try integer("MaxKeys", default: 1000),
+            keyCount: try integer("KeyCount", default: contents.count + commonPrefixes.count), maxKeys: try integer("MaxKeys", default: 1000),
             isTruncated: isTruncatedText == "true", continuationToken: root.child("ContinuationToken")?.text,
             nextContinuationToken: root.child("NextContinuationToken")?.text,
             startAfter: try root.child("StartAfter").map { (e) throws(S3XMLError) in try decode("StartAfter", e.text) },
-            encodingTypeURL: encoded, contents: contents)
+            delimiter: try root.child("Delimiter").map { (e) throws(S3XMLError) in try decode("Delimiter", e.text) },
+            encodingTypeURL: encoded, contents: contents, commonPrefixes: commonPrefixes)
     }
 }
 

@@ -201,11 +201,6 @@ struct BlobStoreHandler: Sendable {
     }
 
     private func list(_ name: String, query: ListObjectsV2Query, in blob: FileBlob) async throws(BlobStoreError) -> BlobStoreResponse {
-        if query.delimiter != nil {
-            // The XML renderer has no CommonPrefixes yet; refusing is better than a
-            // listing that silently ignores the delimiter.
-            throw .notImplemented("ListObjectsV2 with a delimiter")
-        }
         let listing = try await storage { () async throws(StorageError) in try await blob.list(prefix: query.prefix) }
         let page = try BlobStoreListing.page(listing, query: query)
         // Listings carry no ETag: it would take reading every object listed.
@@ -215,7 +210,8 @@ struct BlobStoreHandler: Sendable {
         let result = S3ListBucketResult(
             name: name, prefix: query.prefix, keyCount: page.keyCount, maxKeys: query.maxKeys, isTruncated: page.isTruncated,
             continuationToken: query.continuationToken, nextContinuationToken: page.nextContinuationToken,
-            startAfter: query.startAfter, encodingTypeURL: query.urlEncoded, contents: contents)
+            startAfter: query.startAfter, delimiter: query.delimiter, encodingTypeURL: query.urlEncoded, contents: contents,
+            commonPrefixes: page.commonPrefixes)
         return BlobStoreResponse(status: 200, headers: [("Content-Type", "application/xml")], body: S3XML.render(result)[...])
     }
 }

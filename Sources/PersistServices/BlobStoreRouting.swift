@@ -1,3 +1,5 @@
+import PersistS3
+
 /// What a blob-store request asks for, decided from its method and request target alone
 /// (path-style addressing: `/bucket/key...`).
 public enum BlobStoreOperation: Hashable, Sendable {
@@ -96,19 +98,13 @@ public enum BlobStoreRouter {
     public static func route(
         method: String, target: String, header: (String) -> String? = { _ in nil }
     ) throws(BlobStoreError) -> BlobStoreOperation {
-        let rawPath: Substring
-        let rawQuery: Substring?
-        if let q = target.firstIndex(of: "?") {
-            rawPath = target[..<q]
-            rawQuery = target[target.index(after: q)...]
-        } else {
-            rawPath = Substring(target)
-            rawQuery = nil
-        }
+        // Split where SigV4 splits it, so the path routed is the path signed.
+        let wire = SigV4Request(method: method, target: target, headers: [])
+        let rawPath = wire.path
         guard rawPath.hasPrefix("/") else {
             throw .invalidArgument("The request target must be an absolute path (path-style addressing: /bucket/key).")
         }
-        let query = try parseQuery(rawQuery)
+        let query = try parseQuery(wire.query)
         if query.contains(where: { $0.name.lowercased().hasPrefix("x-amz-") }) {
             throw .notImplemented("Query-string (presigned URL) authentication")
         }
@@ -238,7 +234,10 @@ public enum BlobStoreRouter {
         var value: String
     }
 
-    static func parseQuery(_ raw: Substring?) throws(BlobStoreError) -> [QueryItem] {
+    /// The query's `name=value` pairs in order, strictly decoded. (SigV4.canonicalQuery
+    /// splits pairs the same way, but decodes leniently, re-encodes and sorts: it answers
+    /// a different question, so only the decoding is shared.)
+    static func parseQuery(_ raw: String?) throws(BlobStoreError) -> [QueryItem] {
         guard let raw, !raw.isEmpty else { return [] }
         var items: [QueryItem] = []
         for part in raw.split(separator: "&", omittingEmptySubsequences: true) {
@@ -266,25 +265,21 @@ public enum BlobStoreRouter {
         }
     }
 
-    /// Strictly decodes `%XX` escapes: a `%` without two hex digits after it, or a result
-    /// that is not UTF-8, is an `InvalidArgument` (a lenient decoder would let two
-    /// different wire forms name the same key, or smuggle bytes no key can hold).
+    /// Strictly decodes `%XX` escapes: a `%` without two hex digits after it is refused
+    /// with nil (a lenient decoder would let two different wire forms name the same key).
+    ///
+    /// The decoding itself is PersistS3's (`SigV4.percentDecode`, which signature
+    /// checking uses on the same target, so the key stored is the key signed). That one
+    /// is lenient, keeping a stray `%` literally, as SigV4 canonicalisation must; so
+    /// stray escapes are refused here first. Once every `%` starts a valid escape the two
+    /// decodings agree: the lenient decoder then decodes each `%` it meets and only ever
+    /// skips hex digits.
     public static func percentDecode(_ text: some StringProtocol) -> [UInt8]? {
         let b = Array(text.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(b.count)
-        var i = 0
-        while i < b.count {
-            if b[i] == UInt8(ascii: "%") {
-                guard i + 2 < b.count, let hi = hexValue(b[i + 1]), let lo = hexValue(b[i + 2]) else { return nil }
-                out.append(hi << 4 | lo)
-                i += 3
-            } else {
-                out.append(b[i])
-                i += 1
-            }
+        for (i, c) in b.enumerated() where c == UInt8(ascii: "%") {
+            guard i + 2 < b.count, hexValue(b[i + 1]) != nil, hexValue(b[i + 2]) != nil else { return nil }
         }
-        return out
+        return SigV4.percentDecode(text)
     }
 
     static func decodeComponent(_ text: Substring, what: String) throws(BlobStoreError) -> String {
@@ -293,6 +288,8 @@ public enum BlobStoreRouter {
         return string
     }
 
+    /// The value of an ASCII hex digit. (PersistS3 keeps its own internal; this one also
+    /// serves the server's aws-chunked parser.)
     static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")

@@ -162,6 +162,11 @@ import Testing
         defer { pool.killAll() }
         let server = try await Self.start(scratch, 0, logLevel: "info")
         pool.add(server)
+        // The socket is private to this user from the start.
+        var st = stat()
+        #expect(lstat(scratch.path + "/rpc.sock", &st) == 0)
+        #expect((st.st_mode & S_IFMT) == S_IFSOCK)
+        #expect(st.st_mode & 0o777 == 0o600, "socket mode \(String(st.st_mode & 0o777, radix: 8))")
         let client = RemoteConsensus(.init(endpoint: .unix(path: scratch.path + "/rpc.sock"), connectTimeout: .seconds(1), requestTimeout: .seconds(5)))
         let tally = Tracker()
         let stopping = Flag()

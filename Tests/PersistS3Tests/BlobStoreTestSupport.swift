@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import PersistConformance
 import PersistS3
 import PersistServices
 import ServiceLifecycle
@@ -40,14 +41,9 @@ struct BlobStoreTestDirectory: Sendable {
     }
 }
 
-/// A test took longer than it may.
-struct BlobStoreTestTimeout: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out: \(what)" }
-}
-
-/// Runs `body`, failing with `BlobStoreTestTimeout` if it has not finished by `limit`.
-/// (The limit only bounds a hang; no outcome depends on it.)
+/// Runs `body`, failing with a `ConformanceFailure` if it has not finished by `limit`.
+/// (The limit only bounds a hang; no outcome depends on it. `body` must end when
+/// cancelled, or the failure waits for it.)
 func withBlobStoreDeadline<T: Sendable>(
     _ limit: Duration = .seconds(60), _ what: String = "test", _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
@@ -58,18 +54,30 @@ func withBlobStoreDeadline<T: Sendable>(
             return nil
         }
         defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw BlobStoreTestTimeout(what: what) }
+        guard let first = try await group.next(), let value = first else { throw ConformanceFailure("timed out: \(what)") }
         return value
     }
 }
 
-/// Polls `condition` until it holds or `limit` passes.
-func waitForBlobStore(_ what: String, limit: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+/// Polls `condition` until it holds or `limit` (a hang guard) passes.
+func waitForBlobStore(_ what: String, limit: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
     while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw BlobStoreTestTimeout(what: what) }
+        guard ContinuousClock.now < deadline else { throw ConformanceFailure("timed out: \(what)") }
         try await Task.sleep(for: .milliseconds(20))
     }
+}
+
+/// Runs `body`, then `cleanup` whether `body` returned or threw.
+func withCleanup<T>(_ body: () async throws -> T, cleanup: () async -> Void) async throws -> T {
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await body())
+    } catch {
+        result = .failure(error)
+    }
+    await cleanup()
+    return try result.get()
 }
 
 /// The test key pair.
@@ -182,9 +190,9 @@ struct BlobStoreRawConnection {
                 end = range
                 break
             }
-            guard try await fill() else { throw BlobStoreTestTimeout(what: "connection closed before a response head") }
+            guard try await fill() else { throw ConformanceFailure("connection closed before a response head") }
         }
-        guard let end else { throw BlobStoreTestTimeout(what: "no response head") }
+        guard let end else { throw ConformanceFailure("no response head") }
         let headText = String(decoding: buffered[..<end], as: UTF8.self)
         buffered.removeSubrange(..<(end + 4))
         var lines = headText.components(separatedBy: "\r\n")
@@ -200,7 +208,7 @@ struct BlobStoreRawConnection {
             // no body
         } else if let lengthText = headers["content-length"], let length = Int(lengthText) {
             while buffered.count < length {
-                guard try await fill() else { throw BlobStoreTestTimeout(what: "connection closed inside a response body") }
+                guard try await fill() else { throw ConformanceFailure("connection closed inside a response body") }
             }
             body = Array(buffered[..<length])
             buffered.removeSubrange(..<length)
@@ -210,6 +218,14 @@ struct BlobStoreRawConnection {
             buffered = []
         }
         return BlobStoreRawResponse(status: status, headers: headers, body: body)
+    }
+
+    /// Sends `request` without its last `bodyCount` bytes (the body of a request that says
+    /// `Expect: 100-continue`) and reads the answer to the head: `100 Continue`, or a
+    /// final response that refuses the request before its body.
+    mutating func sendHead(of request: [UInt8], bodyCount: Int) async throws -> BlobStoreRawResponse {
+        try await send(Array(request.dropLast(bodyCount)))
+        return try await response()
     }
 
     /// Reads until the server closes the connection; returns what arrived.
@@ -260,15 +276,9 @@ struct BlobStoreTestServer: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 var iterator = ready.makeAsyncIterator()
-                guard let addresses = await iterator.next() else { throw BlobStoreTestTimeout(what: "server start") }
+                guard let addresses = await iterator.next() else { throw ConformanceFailure("\(label): the server did not start") }
                 let server = BlobStoreTestServer(addresses: addresses, directory: directory, group: group)
-                do {
-                    try await body(server)
-                } catch {
-                    await group.triggerGracefulShutdown()
-                    throw error
-                }
-                await group.triggerGracefulShutdown()
+                try await withCleanup { try await body(server) } cleanup: { await group.triggerGracefulShutdown() }
                 try await tasks.waitForAll()
             }
         }

@@ -264,13 +264,7 @@ final class FakeS3Handler: ChannelInboundHandler {
     /// Runs `body` against a fresh fake server and stops the server afterwards.
     static func withFake(unixSocket: Bool = false, _ body: (FakeS3) async throws -> Void) async throws {
         let fake = try await FakeS3.start(unixSocket: unixSocket)
-        do {
-            try await body(fake)
-        } catch {
-            await fake.stop()
-            throw error
-        }
-        await fake.stop()
+        try await withCleanup { try await body(fake) } cleanup: { await fake.stop() }
     }
 
     /// The `StorageError` `body` throws (nil if it succeeds; a record if it throws another).

@@ -63,7 +63,11 @@ import Testing
                     <Owner><ID>x</ID><DisplayName>y</DisplayName></Owner>
                 </Contents>
                 <Contents><Key>a%2Fz%01</Key><Size>0</Size></Contents>
-                <CommonPrefixes><Prefix>p/</Prefix></CommonPrefixes>
+                <CommonPrefixes><Prefix>p%2F</Prefix></CommonPrefixes>
+                <CommonPrefixes>
+                    <Prefix>q+r/</Prefix>
+                </CommonPrefixes>
+                <Delimiter>%2F</Delimiter>
             </ListBucketResult>
             """
         let result = try S3XML.parseListBucketResult(Array(listing.utf8))
@@ -81,6 +85,29 @@ import Testing
                     etag: "\"fba9dede5f27731c9771645a39863328\""),
                 S3ListedObject(key: "a/z\u{1}", size: 0),
             ])
+        #expect(result.commonPrefixes == ["p/", "q r/"])
+        #expect(result.delimiter == "/")
+        // Without a delimiter there is none, and no common prefixes.
+        let plain = try S3XML.parseListBucketResult(Array("<ListBucketResult><Contents><Key>k</Key><Size>1</Size></Contents></ListBucketResult>".utf8))
+        #expect(plain.delimiter == nil && plain.commonPrefixes.isEmpty && plain.keyCount == 1)
+    }
+
+    @Test func renderedListingWithCommonPrefixesLooksLikeS3s() throws {
+        let result = S3ListBucketResult(
+            name: "b", prefix: "p/", maxKeys: 2, delimiter: "/", contents: [S3ListedObject(key: "p/k", size: 3)], commonPrefixes: ["p/d/"])
+        let text = String(decoding: S3XML.render(result), as: UTF8.self)
+        #expect(
+            text.hasSuffix(
+                "<Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><Delimiter>/</Delimiter>"
+                    + "<IsTruncated>false</IsTruncated><Contents><Key>p/k</Key><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>"
+                    + "<CommonPrefixes><Prefix>p/d/</Prefix></CommonPrefixes></ListBucketResult>"), "\(text)")
+        var encoded = result
+        encoded.encodingTypeURL = true
+        encoded.delimiter = "&"
+        encoded.commonPrefixes = ["p/a b&"]
+        let encodedText = String(decoding: S3XML.render(encoded), as: UTF8.self)
+        #expect(encodedText.contains("<Delimiter>%26</Delimiter>") && encodedText.contains("<Prefix>p/a%20b%26</Prefix></CommonPrefixes>"))
+        #expect(try S3XML.parseListBucketResult(S3XML.render(encoded)) == encoded)
     }
 
     @Test(arguments: [false, true])
@@ -91,7 +118,8 @@ import Testing
         }
         let result = S3ListBucketResult(
             name: "bucket", prefix: "p<&>\u{1}", maxKeys: 50, isTruncated: true, continuationToken: "tok/+=", nextContinuationToken: "n&x",
-            startAfter: "after\u{2}", encodingTypeURL: urlEncoded, contents: contents)
+            startAfter: "after\u{2}", delimiter: "<\u{3}+ ", encodingTypeURL: urlEncoded, contents: contents,
+            commonPrefixes: Self.hostile.map { "p<&>\u{1}" + $0 + "<\u{3}+ " })
         let bytes = S3XML.render(result)
         #expect(try S3XML.parseListBucketResult(bytes) == result)
         if urlEncoded {

@@ -161,6 +161,28 @@ class Checks:
         empty = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.key("nothing-here/"))
         assert empty["KeyCount"] == 0 and "Contents" not in empty
 
+    def check_listing_with_delimiter(self):
+        names = ["tree/a/1", "tree/a/2", "tree/b c/1", "tree/b c/d/2", "tree/e", "tree/f+g", "tree/z"]
+        for name in names:
+            self.s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=b"x")
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.key("tree/"), Delimiter="/")
+        prefixes = [item["Prefix"] for item in listed.get("CommonPrefixes", [])]
+        assert prefixes == [self.key("tree/a/"), self.key("tree/b c/")], listed
+        keys = [item["Key"] for item in listed.get("Contents", [])]
+        assert keys == [self.key("tree/e"), self.key("tree/f+g"), self.key("tree/z")], keys
+        assert listed["Delimiter"] == "/" and listed["KeyCount"] == 5, listed
+        # One level further down, and in pages of two: a common prefix takes a place on a
+        # page, and the next page resumes after it.
+        deeper = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.key("tree/b c/"), Delimiter="/")
+        assert [item["Prefix"] for item in deeper["CommonPrefixes"]] == [self.key("tree/b c/d/")], deeper
+        assert [item["Key"] for item in deeper["Contents"]] == [self.key("tree/b c/1")], deeper
+        paginator = self.s3.get_paginator("list_objects_v2")
+        pages = list(paginator.paginate(
+            Bucket=self.bucket, Prefix=self.key("tree/"), Delimiter="/", PaginationConfig={"PageSize": 2}))
+        assert [page["KeyCount"] for page in pages] == [2, 2, 1], [page.get("KeyCount") for page in pages]
+        assert [item["Prefix"] for page in pages for item in page.get("CommonPrefixes", [])] == prefixes
+        assert [item["Key"] for page in pages for item in page.get("Contents", [])] == keys
+
     def check_awkward_keys(self):
         keys = ["dir/with space/ünïcödé +&=?#;.txt", "../../etc/passwd", "a//b", "%2F%41", "tab\there", "~tilde*star'quote"]
         for i, name in enumerate(keys):
