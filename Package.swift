@@ -171,10 +171,11 @@ let package = Package(
             name: "PersistBench",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
-                "TxnWAL", "PersistRPC", "PersistConformance",
+                "TxnWAL", "PersistRPC", "PersistConformance", "PersistS3",
                 // Not imported: listed so that building persist-bench also builds the
-                // `consensus` server next to it, which the remote consensus backends start.
-                "ConsensusServer",
+                // `consensus` and `blob-store` servers next to it, which the remote
+                // consensus backends and the blob benchmark start.
+                "ConsensusServer", "BlobStoreServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

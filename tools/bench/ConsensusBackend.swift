@@ -194,17 +194,7 @@ struct OpenedConsensus: Sendable {
 
     /// The `consensus` executable built next to this one.
     static func serverExecutable() throws(BenchError) -> String {
-        let ownPath =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? Bundle.main.executablePath ?? CommandLine.arguments.first ?? "."
-        let path = (ownPath as NSString).deletingLastPathComponent + "/consensus"
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw BenchError(
-                "the remote backends need the consensus server at \(path), which is not built; "
-                    + "build it with swift build -c release --product consensus (or without -c release for "
-                    + "a debug persist-bench)")
-        }
-        return path
+        try System.siblingExecutable("consensus", neededBy: "the remote backends")
     }
 }
 

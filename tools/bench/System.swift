@@ -82,6 +82,22 @@ enum System {
         return Int(UInt16(bigEndian: actual.sin_port))
     }
 
+    /// The executable `name` built in the same directory as this one (a server product
+    /// of this package). `neededBy` names what wants it, for the error when it is missing.
+    static func siblingExecutable(_ name: String, neededBy: String) throws(BenchError) -> String {
+        let ownPath =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? Bundle.main.executablePath ?? CommandLine.arguments.first ?? "."
+        let path = (ownPath as NSString).deletingLastPathComponent + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw BenchError(
+                "\(neededBy) need the \(name) server at \(path), which is not built; "
+                    + "build it with swift build -c release --product \(name) (or without -c release for "
+                    + "a debug persist-bench)")
+        }
+        return path
+    }
+
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 

@@ -16,7 +16,7 @@ struct PersistBench: AsyncParsableCommand {
             """,
         subcommands: [
             CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, TxnCommand.self,
-            AllCommand.self,
+            BlobCommand.self, AllCommand.self,
         ])
 }
 
@@ -249,6 +249,64 @@ struct TxnOptions: ParsableArguments {
     }
 }
 
+/// Object sizes in MiB for the blob benchmark: the same comma-separated positive counts.
+typealias SizeList = WriterCounts
+
+/// The blob benchmark's own options. Its scratch parent and keep flag are passed in:
+/// `blob` declares them itself, `all` shares the consensus ones.
+struct BlobOptions: ParsableArguments {
+    @Option(
+        name: .customLong("sizes-mib"),
+        help: ArgumentHelp(
+            "Comma-separated object sizes in MiB; each is measured at its concurrency levels.",
+            discussion: "Sizes of 8 MiB and more are 'large': they use --large-concurrency and --large-total-mib."))
+    var sizesMiB = SizeList([1, 64])
+
+    @Option(help: "Comma-separated numbers of requests in flight, for objects under 8 MiB.")
+    var concurrency = WriterCounts([1, 4])
+
+    @Option(name: .customLong("large-concurrency"), help: "Comma-separated numbers of requests in flight, for objects of 8 MiB and more.")
+    var largeConcurrency = WriterCounts([1])
+
+    @Option(name: .customLong("total-mib"), help: "MiB stored (and read back) per measurement of objects under 8 MiB.")
+    var totalMiB = 256
+
+    @Option(name: .customLong("large-total-mib"), help: "MiB stored (and read back) per measurement of objects of 8 MiB and more.")
+    var largeTotalMiB = 512
+
+    @Option(help: "Rounds per size and concurrency; each target runs once per round and the median round is reported.")
+    var rounds = 3
+
+    @Flag(help: "Reach the blob-store over a Unix socket instead of loopback TCP.")
+    var unix = false
+
+    func validate() throws {
+        guard totalMiB > 0 else { throw ValidationError("--total-mib must be positive") }
+        guard largeTotalMiB > 0 else { throw ValidationError("--large-total-mib must be positive") }
+        guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
+        guard Set(sizesMiB.counts).count == sizesMiB.counts.count else {
+            throw ValidationError("--sizes-mib lists a size twice")
+        }
+        guard (sizesMiB.counts.max() ?? 0) <= 1024 else { throw ValidationError("--sizes-mib: at most 1024 MiB per object") }
+        guard Set(concurrency.counts).count == concurrency.counts.count,
+            Set(largeConcurrency.counts).count == largeConcurrency.counts.count
+        else {
+            throw ValidationError("a concurrency list names a level twice")
+        }
+    }
+
+    func run(common: CommonOptions, dir: String, keep: Bool) async throws {
+        let settings = BlobBench.Settings(
+            objectSizesMiB: sizesMiB.counts, smallConcurrency: concurrency.counts,
+            largeConcurrency: largeConcurrency.counts, smallTotalBytes: totalMiB << 20,
+            largeTotalBytes: largeTotalMiB << 20, rounds: rounds, unixSocket: unix, parentDirectory: dir,
+            keep: keep, seed: common.seed)
+        let result = try await BlobBench(settings: settings).run()
+        BlobBench.report(result)
+        if common.json { try printJSONLine(result) }
+    }
+}
+
 struct CRCCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crc", abstract: "CRC32C throughput (GB/s) over one large seeded buffer.")
@@ -381,14 +439,39 @@ struct TxnCommand: AsyncParsableCommand {
     }
 }
 
+struct BlobCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "blob",
+        abstract: "blob-store PutObject and GetObject MB/s beside FileBlob and the raw disk rate.",
+        discussion: """
+            Starts a blob-store server process on a fresh scratch directory and, for each \
+            object size and concurrency, stores the same seeded objects through S3Blob, \
+            through FileBlob in this process, and as plain files (write + fdatasync), then \
+            reads them all back (checking every byte) and deletes them. Each target runs once \
+            per round; the median round is reported, with the ratios to the raw disk. GET \
+            reads come from the page cache for all three. The server is stopped at the end, \
+            on errors and on Ctrl-C.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var options: BlobOptions
+    @OptionGroup var scratch: ScratchOptions
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("blob")
+        try await options.run(common: common, dir: scratch.dir, keep: scratch.keep)
+    }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "all", abstract: "Runs crc, compression, consensus, persist and txn in that order.",
+        commandName: "all", abstract: "Runs crc, compression, consensus, persist, txn and blob in that order.",
         discussion: """
             consensus takes its backend list as --consensus-backends (--backends is persist's). \
             persist uses the consensus options' --dir and --keep, and --persist-warmup for its \
             warmup; txn uses persist's --backends, the consensus options' --dir and --keep, and \
-            --txn-warmup for its warmup.
+            --txn-warmup for its warmup; blob uses the consensus options' --dir and --keep.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -397,6 +480,7 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup(title: "consensus") var consensus: ConsensusOptions
     @OptionGroup(title: "persist") var persist: PersistOptions
     @OptionGroup(title: "txn") var txn: TxnOptions
+    @OptionGroup(title: "blob") var blob: BlobOptions
 
     @Option(name: .customLong("persist-warmup"), help: "Unmeasured small appends before persist's measured ones.")
     var persistWarmup = 200
@@ -423,6 +507,7 @@ struct AllCommand: AsyncParsableCommand {
         try await txn.run(
             common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.scratch.dir,
             keep: consensus.scratch.keep)
+        try await blob.run(common: common, dir: consensus.scratch.dir, keep: consensus.scratch.keep)
     }
 }
 
