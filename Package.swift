@@ -24,7 +24,11 @@ let package = Package(
         .library(name: "PersistRPC", targets: ["PersistRPC"]),
         .library(name: "PersistS3", targets: ["PersistS3"]),
         .library(name: "PersistServices", targets: ["PersistServices"]),
+        .library(name: "TxnCoordinator", targets: ["TxnCoordinator"]),
+        .library(name: "TxnClient", targets: ["TxnClient"]),
         .executable(name: "consensus", targets: ["ConsensusServer"]),
+        .executable(name: "txn-coordinator", targets: ["TxnCoordinatorServer"]),
+        .executable(name: "txnctl", targets: ["TxnCtl"]),
         .executable(name: "blob-store", targets: ["BlobStoreServer"]),
         .executable(name: "persist-bench", targets: ["PersistBench"]),
     ],
@@ -123,7 +127,8 @@ let package = Package(
         .target(
             name: "PersistServices",
             dependencies: [
-                "PersistCore", "PersistCodec", "PersistLocation", "PersistRPC", "PersistS3",
+                "PersistCore", "PersistCodec", "PersistLocation", "PersistRPC", "PersistS3", "PersistClient",
+                "TxnWAL", "TxnCoordinator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -133,6 +138,28 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+
+        // The transaction coordinator's logic: shard names, group commit, apply and
+        // tidy, reads and subscriptions over a TxnsHandle. No networking.
+        .target(
+            name: "TxnCoordinator",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+        // The async Swift client of the coordinator RPC.
+        .target(
+            name: "TxnClient",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
 
@@ -158,6 +185,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .executableTarget(
+            name: "TxnCoordinatorServer",
+            dependencies: [
+                "PersistServices", "ServerCLI", "PersistCore", "PersistLocation", "PersistClient", "TxnCoordinator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "TxnCtl",
+            dependencies: [
+                "TxnClient", "PersistCodec", "PersistCore", "PersistRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/txnctl", swiftSettings: strict),
         .executableTarget(
             name: "BlobStoreServer",
             dependencies: [
@@ -220,6 +263,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TxnCoordinatorTests",
+            dependencies: [
+                "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL", "TxnCoordinator",
+                "PersistConformance", "PersistServices", "TxnClient", "TxnCoordinatorServer", "ConsensusServer",
+                "BlobStoreServer", "TxnCtl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -34,25 +34,20 @@ public enum ConsensusResponse: Hashable, Sendable {
 /// payload before it. Strings and byte strings are varint-length-prefixed; optional
 /// values carry a 0/1 tag; seqnos are u64 LE limited to `Int64.max`.
 public enum ConsensusRPC {
-    public static let currentVersion: UInt8 = 1
+    public static let currentVersion = RPCFraming.currentVersion
     /// Frames larger than this are refused before anything is allocated for them.
-    public static let maxPayloadLength = 64 << 20
+    public static let maxPayloadLength = RPCFraming.maxPayloadLength
     /// Length prefix.
-    public static let prefixLength = 4
-    static let requestKind: UInt8 = 1
-    static let responseKind: UInt8 = 2
+    public static let prefixLength = RPCFraming.prefixLength
+    static let requestKind = RPCFraming.Kind.consensusRequest
+    static let responseKind = RPCFraming.Kind.consensusResponse
     static let format = "consensus rpc frame"
     static let maxKey = 64 << 10
 
     /// The payload length announced by a frame's 4-byte prefix, checked against the
-    /// limit. Throws for a length of zero or above `maxPayloadLength`.
+    /// limit. Throws for a length below the smallest frame or above `maxPayloadLength`.
     public static func payloadLength(prefix: some Collection<UInt8>) throws(CodecError) -> Int {
-        var r = ByteReader(Array(prefix.prefix(prefixLength)))
-        let n = Int(try r.readU32("rpc frame length"))
-        guard n >= 15, n <= maxPayloadLength else {
-            throw .lengthOutOfRange(field: "rpc frame length", length: UInt64(n), limit: UInt64(maxPayloadLength))
-        }
-        return n
+        try RPCFraming.payloadLength(prefix: prefix)
     }
 
     // MARK: Encoding
@@ -123,16 +118,7 @@ public enum ConsensusRPC {
     }
 
     static func frame(kind: UInt8, id: UInt64, _ body: (inout ByteWriter) -> Void) -> [UInt8] {
-        var w = ByteWriter(capacity: 64)
-        w.writeU32(0)  // length, patched below
-        w.writeU8(currentVersion)
-        w.writeU8(kind)
-        w.writeU64(id)
-        body(&w)
-        let crc = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[prefixLength...])) }
-        w.writeU32(crc)
-        w.patchU32(UInt32(w.count - prefixLength), at: 0)
-        return w.bytes
+        RPCFraming.frame(kind: kind, id: id, body)
     }
 
     static func writeVersioned(_ w: inout ByteWriter, _ v: VersionedData) {
@@ -184,8 +170,7 @@ public enum ConsensusRPC {
     /// request with an error and keep the connection. Nil when the framing itself cannot
     /// be trusted.
     public static func requestID(ofDamagedRequest payload: [UInt8]) -> UInt64? {
-        guard var r = try? open(payload, kind: requestKind) else { return nil }
-        return try? r.readU64("rpc request id")
+        RPCFraming.requestID(ofDamaged: payload, kind: requestKind, format: format)
     }
 
     /// Decodes a response payload (the bytes after the length prefix).
@@ -239,14 +224,7 @@ public enum ConsensusRPC {
 
     /// Verifies the checksum, version and kind, and returns a reader at the request id.
     static func open(_ payload: [UInt8], kind: UInt8) throws(CodecError) -> ByteReader {
-        var r = try ByteReader.verifyingTrailingChecksum(payload, format: format, minimumBody: 11)
-        let version = try r.readU8("rpc version")
-        guard version == currentVersion else { throw .unsupportedVersion(format: format, version: Int(version)) }
-        let k = try r.readU8("rpc kind")
-        guard k == kind else {
-            throw .invalidValue(field: "rpc kind", reason: "expected \(kind == requestKind ? "a request" : "a response"), got kind \(k)")
-        }
-        return r
+        try RPCFraming.open(payload, kind: kind, format: format)
     }
 
     static func readSeqNo(_ r: inout ByteReader, _ field: String) throws(CodecError) -> SeqNo {

@@ -30,13 +30,13 @@ public struct SpawnedServer: Sendable {
     }
 
     /// Starts `executable` with `arguments` plus `--ready-file <readyFile>` and waits
-    /// until it is listening.
+    /// until it is listening. `environment` replaces the inherited one when given.
     public static func start(
         executable: String, arguments: [String], readyFile: String, logPath: String,
-        timeout: Duration = .seconds(30)
+        timeout: Duration = .seconds(30), environment: [String: String]? = nil
     ) throws -> SpawnedServer {
         unlink(readyFile)
-        let pid = try spawn(executable, arguments + ["--ready-file", readyFile], logPath: logPath)
+        let pid = try spawn(executable, arguments + ["--ready-file", readyFile], logPath: logPath, environment: environment)
         let deadline = ContinuousClock.now + timeout
         while true {
             if let text = try? String(contentsOfFile: readyFile, encoding: .utf8) {
@@ -66,10 +66,12 @@ public struct SpawnedServer: Sendable {
     /// never blocked.
     public static func launch(
         executable: String, arguments: [String], readyFile: String, logPath: String,
-        timeout: Duration = .seconds(30)
+        timeout: Duration = .seconds(30), environment: [String: String]? = nil
     ) async throws -> SpawnedServer {
         try await offThread {
-            try start(executable: executable, arguments: arguments, readyFile: readyFile, logPath: logPath, timeout: timeout)
+            try start(
+                executable: executable, arguments: arguments, readyFile: readyFile, logPath: logPath, timeout: timeout,
+                environment: environment)
         }
     }
 

@@ -8,22 +8,12 @@ import PersistLocation
 /// The server side of the consensus RPC: serves one backend (a `LogConsensus` in the
 /// `consensus` process) to any number of connections.
 ///
-/// Each connection is handled on its event loop by a `ConsensusServerHandler`: frames are
-/// decoded in order, and every request is started at once, so a slow request (a CaS
-/// waiting for its group's fsync) does not hold up the ones behind it; answers go out in
-/// completion order and carry the request id. A backend with a callback API
+/// Connections are run by `RPCServerHandler` (framing, authentication, backpressure,
+/// bad input, drain). Every request starts at once, so a slow one (a CaS waiting for its
+/// group's fsync) does not hold up the ones behind it. A backend with a callback API
 /// (`CallbackConsensus`, as `LogConsensus` is) is called straight from the event loop;
 /// any other runs each request in a task.
-///
-/// A connection has at most `maxInFlightPerConnection` requests running, and is not read
-/// while its answers cannot be written (the client is not reading): beyond either, the
-/// server stops reading from it (TCP backpressure), which slows only that client.
-///
-/// Bad input never takes the process down: a request that fails to decode but whose
-/// checksum is intact (an unknown op) gets an error answer and the connection goes on; a
-/// frame with a bad length prefix or checksum gets an error answer with request id 0 and
-/// the connection is closed, because nothing after it can be trusted.
-public struct ConsensusRPCServer: Sendable {
+public struct ConsensusRPCServer: RPCService {
     public struct Configuration: Sendable {
         /// The shared secret a connection must present in its first request (`hello`);
         /// nil serves anyone who can reach the socket.
@@ -50,24 +40,73 @@ public struct ConsensusRPCServer: Sendable {
     public let backend: any Consensus
     let callbackBackend: (any CallbackConsensus)?
     public let configuration: Configuration
+    public let settings: RPCServerSettings
     let logger: Logger
     let metrics: ServerMetrics
+    let connectionMetrics: RPCConnectionMetrics
 
     public init(backend: any Consensus, configuration: Configuration = .init(), logger: Logger) {
         self.backend = backend
         self.callbackBackend = backend as? any CallbackConsensus
         self.configuration = configuration
+        self.settings = RPCServerSettings(
+            token: configuration.token, maxInFlightPerConnection: configuration.maxInFlightPerConnection,
+            helloTimeout: configuration.helloTimeout, metricsPrefix: "consensus_rpc")
         self.logger = logger
         self.metrics = ServerMetrics()
+        self.connectionMetrics = RPCConnectionMetrics(prefix: "consensus_rpc")
     }
 
     /// Adds the framing and serving handlers to an accepted channel.
     public func configure(_ channel: any Channel) -> EventLoopFuture<any Channel> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ConsensusFrameDecoder()))
-            try channel.pipeline.syncOperations.addHandler(ConsensusServerHandler(server: self))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RPCFrameDecoder()))
+            try channel.pipeline.syncOperations.addHandler(
+                RPCServerHandler(service: self, metrics: connectionMetrics, logger: logger))
             return channel
         }
+    }
+
+    // MARK: RPCService
+
+    public static func decodeRequest(_ payload: [UInt8]) throws(CodecError) -> (id: UInt64, request: ConsensusRequest) {
+        try ConsensusRPC.decodeRequest(payload)
+    }
+
+    public static func requestID(ofDamagedRequest payload: [UInt8]) -> UInt64? {
+        ConsensusRPC.requestID(ofDamagedRequest: payload)
+    }
+
+    public static func encode(response: ConsensusResponse, id: UInt64) -> [UInt8] {
+        ConsensusRPC.encode(response: response, id: id)
+    }
+
+    public static func helloToken(_ request: ConsensusRequest) -> [UInt8]? {
+        if case .hello(let token) = request { return token }
+        return nil
+    }
+
+    public static var helloOK: ConsensusResponse { .helloOK }
+
+    public static func errorResponse(refused: Bool, _ message: String) -> ConsensusResponse {
+        .error(.determinate(refused ? .rejected : .invalidArgument, message))
+    }
+
+    public func makeSession() -> Session { Session(server: self) }
+
+    /// Consensus requests are independent: a session only forwards them.
+    public final class Session: RPCSession {
+        let server: ConsensusRPCServer
+
+        init(server: ConsensusRPCServer) { self.server = server }
+
+        public func start(
+            _ request: ConsensusRequest, id: UInt64, reply: @escaping @Sendable (ConsensusResponse, Bool) -> Void
+        ) {
+            server.start(request) { reply($0, true) }
+        }
+
+        public func close() {}
     }
 
     /// Starts `request` and calls `completion` (from any thread) with its answer.
@@ -147,12 +186,6 @@ public struct ConsensusRPCServer: Sendable {
     }
 
 
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
-    }
 }
 
 extension ConsensusRequest {
@@ -176,12 +209,6 @@ extension ConsensusRequest {
 struct ServerMetrics: Sendable {
     static let ops = ["hello", "head", "cas", "scan", "truncate", "list_keys"]
 
-    let badRequests = Counter(label: "consensus_rpc_bad_requests_total")
-    let authFailures = Counter(label: "consensus_rpc_auth_failures_total")
-    let bytesIn = Counter(label: "consensus_rpc_bytes_in_total")
-    let bytesOut = Counter(label: "consensus_rpc_bytes_out_total")
-    let connectionsOpened = Counter(label: "consensus_rpc_connections_opened_total")
-    let connectionsClosed = Counter(label: "consensus_rpc_connections_closed_total")
     let durations: [String: Timer]
     let errorCounts: [String: Counter]
 

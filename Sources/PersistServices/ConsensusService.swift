@@ -36,6 +36,28 @@ public struct ConsensusService: Service {
 
     public func run() async throws {
         let server = self.server
+        try await RPCListeners(listen: listen, group: group, logger: logger, drainDeadline: drainDeadline, name: "consensus")
+            .run(configure: { server.configure($0).map { _ in } }, onListening: onListening)
+    }
+}
+
+/// Runs RPC listeners for a service: binds every address with the protocol's handlers,
+/// reports the bound addresses, and on graceful shutdown drains: the listeners close,
+/// every connection's input is shut (its handler answers what is running, then closes),
+/// and `run` returns once all connections are gone. A connection still open after the
+/// drain deadline is closed outright. Cancellation closes everything at once.
+struct RPCListeners: Sendable {
+    let listen: [ListenAddress]
+    let group: any EventLoopGroup
+    let logger: Logger
+    let drainDeadline: TimeAmount
+    /// Names the server in logs.
+    let name: String
+
+    func run(
+        configure: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
+        onListening: @Sendable ([ListenAddress]) -> Void
+    ) async throws {
         let connections = OpenConnections()
         var bound: [any Channel] = []
         do {
@@ -47,7 +69,7 @@ public struct ConsensusService: Service {
                             return channel.close()
                         }
                         channel.closeFuture.whenComplete { _ in connections.remove(channel) }
-                        return server.configure(channel).map { _ in }
+                        return configure(channel)
                     })
             }
         } catch {
@@ -56,9 +78,10 @@ public struct ConsensusService: Service {
         }
         let listeners = bound
         let addresses = zip(listeners, listen).map { Listener.boundAddress(of: $0, requested: $1) }
-        for address in addresses { logger.info("consensus listening", metadata: ["address": "\(address)"]) }
+        for address in addresses { logger.info("\(name) listening", metadata: ["address": "\(address)"]) }
         onListening(addresses)
 
+        let (name, logger, drainDeadline) = (self.name, self.logger, self.drainDeadline)
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 for listener in listeners { try? await listener.closeFuture.get() }
@@ -70,7 +93,7 @@ public struct ConsensusService: Service {
                 for channel in connections.drain() { channel.close(promise: nil) }
             }
         } onGracefulShutdown: {
-            logger.info("consensus draining: no new requests; finishing the ones in flight")
+            logger.info("\(name) draining: no new requests; finishing the ones in flight")
             for listener in listeners { listener.close(promise: nil) }
             for channel in connections.drain() {
                 // Stop reading; the connection answers what is running and then closes.
@@ -80,7 +103,7 @@ public struct ConsensusService: Service {
                 channel.eventLoop.scheduleTask(in: drainDeadline) { channel.close(promise: nil) }
             }
         }
-        logger.info("consensus stopped")
+        logger.info("\(name) stopped")
     }
 }
 

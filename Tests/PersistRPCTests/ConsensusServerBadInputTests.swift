@@ -128,7 +128,7 @@ import Testing
         try await withConsensusServer(backend: MemoryConsensus(), token: Self.token) { address in
             let c = try await Self.authenticated(address)
             try await c.send(ConsensusRPC.encode(response: .helloOK, id: 5))
-            try Self.expectRefusal(try await c.response(), id: 0, mentioning: "expected a request")
+            try Self.expectRefusal(try await c.response(), id: 0, mentioning: "expected a consensus request")
             #expect(try await c.isClosedByServer())
             try await Self.stillServes(address)
         }

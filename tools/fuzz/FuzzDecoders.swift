@@ -122,4 +122,10 @@ func checkRPC(_ bytes: [UInt8]) {
     if let (id, response) = try? ConsensusRPC.decodeResponse(bytes) {
         require(Array(ConsensusRPC.encode(response: response, id: id).dropFirst(4)) == bytes, "rpc response does not re-encode to its input")
     }
+    if let (id, request) = try? CoordinatorRPC.decodeRequest(bytes) {
+        require(Array(CoordinatorRPC.encode(request: request, id: id).dropFirst(4)) == bytes, "coordinator request does not re-encode to its input")
+    }
+    if let (id, response) = try? CoordinatorRPC.decodeResponse(bytes) {
+        require(Array(CoordinatorRPC.encode(response: response, id: id).dropFirst(4)) == bytes, "coordinator response does not re-encode to its input")
+    }
 }

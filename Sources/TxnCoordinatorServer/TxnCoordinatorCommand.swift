@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PersistClient
+import PersistCore
+import PersistLocation
+import PersistServices
+import ServerCLI
+import ServiceLifecycle
+import TxnCoordinator
+
+/// `txn-coordinator`: the service applications talk to (DESIGN.md §2, §6).
+@main
+struct TxnCoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "txn-coordinator",
+        abstract: "Commits transactions that write many shards atomically, and serves reads and subscriptions.",
+        discussion: """
+            Clients (TxnClient, txnctl) create and register data shards, commit \
+            transactions (rows per shard; the coordinator picks a timestamp unless one is \
+            given, and groups commits that arrive together into one compare-and-set on the \
+            txns shard), read a shard at a timestamp, subscribe to its changes, compact and \
+            ask for status. A commit is answered once it is durable; apply and tidy run \
+            right after it.
+
+            Storage comes from location URLs: embedded (--data-dir alone: file:///<dir>/blob \
+            and log:///<dir>/consensus), or the storage servers \
+            (--consensus consensus://127.0.0.1:7100?token_file=/path, --blob \
+            s3://bucket?endpoint=http://127.0.0.1:9000 with AWS_ACCESS_KEY_ID and \
+            AWS_SECRET_ACCESS_KEY set). On start it recovers: committed but unapplied \
+            transactions are applied, and timestamps continue above every earlier one.
+
+            SIGTERM or SIGINT drains: no new requests, running ones answered, queued \
+            commits finished and applied, then exit 0.
+
+            Example:
+              txn-coordinator --data-dir /srv/txn --listen 127.0.0.1:7300 --token-file /srv/token
+            """)
+
+    @Option(
+        name: .customLong("data-dir"),
+        help: ArgumentHelp(
+            "Directory for embedded storage: blob in <dir>/blob, consensus in <dir>/consensus.",
+            discussion: "Used for whichever of --blob and --consensus is not given.", valueName: "dir"))
+    var dataDirectory: String?
+
+    @Option(
+        name: .customLong("blob"),
+        help: ArgumentHelp("Blob location URL (mem://, file:///dir, s3://bucket?endpoint=...).", valueName: "url"))
+    var blob: String?
+
+    @Option(
+        name: .customLong("consensus"),
+        help: ArgumentHelp(
+            "Consensus location URL (mem://, log:///dir, consensus://host:port, consensus+unix:///path).", valueName: "url"))
+    var consensus: String?
+
+    @Option(
+        name: .customLong("txns-shard"),
+        help: ArgumentHelp(
+            "The txns shard's id (s + UUID). Coordinators sharing storage share it by default.",
+            discussion: "Give different ids to keep independent sets of data shards on the same storage.",
+            valueName: "id"))
+    var txnsShard: String = TxnCoordinatorCommand.defaultTxnsShard
+
+    @Option(
+        name: .customLong("token-file"),
+        help: ArgumentHelp(
+            "File holding the shared token clients must present (whitespace around it is ignored).",
+            discussion: "Without it any client that reaches the sockets is served.", valueName: "path"))
+    var tokenFile: String?
+
+    @Flag(
+        name: .customLong("no-group-commit"),
+        help: "Commit each transaction with its own compare-and-set instead of grouping concurrent ones.")
+    var noGroupCommit = false
+
+    @Option(
+        name: .customLong("max-in-flight"),
+        help: "Requests one connection may have running at once; beyond it the server stops reading from that connection.")
+    var maxInFlight = 1024
+
+    @OptionGroup var server: ServerOptions
+
+    static let defaultTxnsShard = "s7a5a0000-0000-4000-8000-000000000001"
+    static let defaultListen = "127.0.0.1:7300"
+    static let defaultMetrics = "127.0.0.1:7301"
+
+    func validate() throws {
+        guard (try? ShardID(parsing: txnsShard)) != nil else { throw ValidationError("--txns-shard: not a shard id: \(txnsShard)") }
+        guard dataDirectory != nil || (blob != nil && consensus != nil) else {
+            throw ValidationError("give --data-dir, or both --blob and --consensus")
+        }
+        guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
+        _ = try server.listenAddresses(fallback: Self.defaultListen)
+        _ = try server.metricsAddress(fallback: Self.defaultMetrics)
+    }
+
+    func run() async throws {
+        let (logger, registry) = ServerProcess.bootstrap(label: "txn-coordinator", logLevel: server.logLevel)
+        let token: [UInt8]?
+        do {
+            token = try tokenFile.map(Backends.readToken)
+        } catch {
+            throw ValidationError("--token-file: \(error)")
+        }
+        if token == nil { logger.warning("no --token-file: any client that reaches the sockets is served") }
+
+        let blobURL = blob ?? "file://\(dataDirectory ?? "")/blob"
+        let consensusURL = consensus ?? "log://\(dataDirectory ?? "")/consensus"
+        let openedBlob: OpenedBackend<any Blob>
+        let openedConsensus: OpenedBackend<any Consensus>
+        do {
+            openedBlob = try Backends.blob(blobURL, logger: logger)
+            openedConsensus = try Backends.consensus(consensusURL, logger: logger)
+        } catch {
+            logger.critical("cannot open storage", metadata: ["blob": "\(blobURL)", "consensus": "\(consensusURL)", "error": "\(error)"])
+            throw ExitCode(2)
+        }
+        let client = PersistClient(blob: openedBlob.backend, consensus: openedConsensus.backend, logger: logger)
+        let coordinator: TxnCoordinator
+        do {
+            coordinator = try await TxnCoordinator.open(
+                client: client, consensus: openedConsensus.backend,
+                configuration: .init(txnsShard: try ShardID(parsing: txnsShard), groupCommit: !noGroupCommit), logger: logger)
+        } catch {
+            logger.critical("cannot open the txns shard", metadata: ["error": "\(error)"])
+            await openedConsensus.close()
+            await openedBlob.close()
+            throw ExitCode(2)
+        }
+        logger.info("coordinator ready", metadata: ["txns_shard": "\(txnsShard)", "blob": "\(blobURL)", "consensus": "\(consensusURL)"])
+
+        let metricsAddress = try server.metricsAddress(fallback: Self.defaultMetrics)
+        let ready = ReadyReporter(
+            path: server.readyFile, expected: metricsAddress == nil ? ["rpc"] : ["rpc", "metrics"], logger: logger)
+        var services: [any Service] = [
+            TxnCoordinatorService(
+                coordinator: coordinator, listen: try server.listenAddresses(fallback: Self.defaultListen),
+                settings: .init(
+                    token: token, maxInFlightPerConnection: maxInFlight, helloTimeout: .seconds(10),
+                    metricsPrefix: "coordinator_rpc"),
+                logger: logger, onListening: { ready.report("rpc", $0) })
+        ]
+        if let metricsAddress {
+            services.append(
+                MetricsEndpoint(
+                    address: metricsAddress, registry: registry, logger: logger,
+                    onListening: { ready.report("metrics", [$0]) }))
+        }
+        var failed = false
+        do {
+            try await ServerRunner.run(services, logger: logger)
+        } catch {
+            logger.critical("txn-coordinator failed", metadata: ["error": "\(error)"])
+            failed = true
+        }
+        await coordinator.shutdown()
+        await openedConsensus.close()
+        await openedBlob.close()
+        logger.info("coordinator closed")
+        if failed { throw ExitCode(1) }
+    }
+}
