@@ -214,11 +214,12 @@ let package = Package(
             name: "PersistBench",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
-                "TxnWAL", "PersistRPC", "PersistConformance", "PersistS3",
+                "TxnWAL", "PersistRPC", "PersistConformance", "PersistS3", "TxnClient",
                 // Not imported: listed so that building persist-bench also builds the
-                // `consensus` and `blob-store` servers next to it, which the remote
-                // consensus backends and the blob benchmark start.
-                "ConsensusServer", "BlobStoreServer",
+                // `consensus`, `blob-store` and `txn-coordinator` servers next to it,
+                // which the remote consensus backends, the blob benchmark and the
+                // coordinator benchmark start.
+                "ConsensusServer", "BlobStoreServer", "TxnCoordinatorServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -287,6 +288,7 @@ let package = Package(
             name: "TxnWALTests",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL",
+                "PersistConformance", "PersistRPC", "PersistS3", "ConsensusServer", "BlobStoreServer",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strict),

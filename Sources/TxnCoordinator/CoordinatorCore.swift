@@ -20,7 +20,7 @@ final class CoordinatorCore: Sendable {
     let hooks: CoordinatorHooks
     let names: ShardNameStore
     private let queue: Mutex<JobQueue<CoordinatorJob, WorkerWaiter>>
-    private let readers = Mutex<[ShardID: ReadHandle]>([:])
+    private let readers = Mutex<[ShardID: ReadHandles]>([:])
     private let subscriptions = Mutex<(next: UInt64, open: [UInt64: CoordinatorSubscription])>((0, [:]))
 
     init(
@@ -86,19 +86,29 @@ final class CoordinatorCore: Sendable {
 
     // MARK: Reads
 
-    /// Reads a prepared plan's shard at its time, through a reader kept per shard.
+    /// The handles kept per data shard to serve reads: a reader, and a writer that makes
+    /// the shard readable at a time (an empty append, never data).
+    struct ReadHandles: Sendable {
+        var reader: ReadHandle
+        var unblocker: WriteHandle
+    }
+
+    /// Reads a prepared plan's shard at its time. Everything up to that time is applied,
+    /// so this waits on no one.
     func fetch(_ prep: ReadPreparation) async throws(CoordinatorError) -> [Update] {
         let shard = prep.plan.dataID
         var attempt = 0
         while true {
             attempt += 1
             do {
-                let reader = try await reader(for: shard)
+                let handles = try await readHandles(for: shard)
                 do {
-                    return try await DataSnapshot(prep.plan).snapshotAndFetch(client: client, reader: reader)
+                    _ = try await handles.unblocker.fetchRecentUpper()
+                    try await DataSnapshot(prep.plan).unblockRead(handles.unblocker)
+                    return try await handles.reader.snapshotAndFetch(asOf: prep.asOf)
                 } catch ReadError.leaseExpired where attempt == 1 {
                     // The kept reader lapsed (or was released by a shutdown): one retry.
-                    readers.withLock { r in if r[shard] === reader { r[shard] = nil } }
+                    readers.withLock { r in if r[shard]?.reader === handles.reader { r[shard] = nil } }
                 }
             } catch {
                 try checkOpen()
@@ -107,25 +117,33 @@ final class CoordinatorCore: Sendable {
         }
     }
 
-    private func reader(for shard: ShardID) async throws -> ReadHandle {
-        if let r = readers.withLock({ $0[shard] }) { return r }
-        let fresh = try await client.openLeasedReader(shard: shard, purpose: "txn-coordinator read")
+    private func readHandles(for shard: ShardID) async throws -> ReadHandles {
+        if let h = readers.withLock({ $0[shard] }) { return h }
+        let fresh = ReadHandles(
+            reader: try await client.openLeasedReader(shard: shard, purpose: "txn-coordinator read"),
+            unblocker: try await client.openWriter(shard: shard, purpose: "txn-coordinator unblock read"))
         let kept = readers.withLock { r in
             if let raced = r[shard] { return raced }
             r[shard] = fresh
             return fresh
         }
-        if kept !== fresh { try? await fresh.expire() }
+        if kept.reader !== fresh.reader {
+            try? await fresh.reader.expire()
+            try? await fresh.unblocker.expire()
+        }
         return kept
     }
 
-    /// Releases every kept reader.
+    /// Releases every kept read handle.
     func expireReaders() async {
         let all = readers.withLock { r in
             defer { r.removeAll() }
             return Array(r.values)
         }
-        for r in all { try? await r.expire() }
+        for h in all {
+            try? await h.reader.expire()
+            try? await h.unblocker.expire()
+        }
     }
 
     // MARK: Subscriptions

@@ -13,7 +13,8 @@ import TxnWAL
 /// stay in that order and progress only grows. `next()` throws a `CoordinatorError` once
 /// if the subscription fails, and returns nil after that or after `cancel()`.
 ///
-/// One consumer at a time. The subscription holds readers on the data and txns shards
+/// One consumer at a time: a `next()` made while another waits fails with `badRequest`.
+/// The subscription holds readers on the data and txns shards
 /// until `cancel()` (or the coordinator's shutdown) releases them: always cancel it.
 public final class CoordinatorSubscription: AsyncSequence, Sendable {
     public typealias Element = CoordinatorResponse

@@ -87,7 +87,10 @@ struct SubscriptionChannel<Event, Consumer, Producer> {
         case .finished:
             return .finished
         case nil:
-            precondition(consumer == nil, "one consumer at a time")
+            // A second concurrent consumer is a caller's bug: refuse it, do not trap.
+            guard consumer == nil else {
+                return .failed(CoordinatorError(.badRequest, "the subscription already has a waiting consumer"))
+            }
             consumer = c
             return .parked
         }

@@ -255,6 +255,19 @@ import Testing
         #expect(consumer == "c")
     }
 
+    @Test func aSecondWaitingConsumerIsRefusedNotTrapped() {
+        var c = Channel(capacity: 2)
+        guard case .parked = c.poll("first"), case .failed(let e) = c.poll("second") else {
+            Issue.record("the second concurrent consumer is refused")
+            return
+        }
+        #expect(e.code == .badRequest)
+        guard case .deliver("first", 1) = c.offer(1) else {
+            Issue.record("the first consumer still waits for the next event")
+            return
+        }
+    }
+
     @Test func cancelDropsEventsAndHandsBackBothWaiters() {
         var c = Channel(capacity: 1)
         _ = c.offer(1)

@@ -24,13 +24,15 @@ let serviceTestLogger: Logger = {
 /// Runs a coordinator over in-memory storage behind a TxnCoordinatorService on a free
 /// loopback port for the duration of `body`, then drains it.
 func withCoordinatorServer<T: Sendable>(
-    token: [UInt8]? = nil, _ body: @Sendable (RPCEndpoint, TxnCoordinator) async throws -> T
+    token: [UInt8]? = nil, maxBytesPerCommit: Int = 64 << 20,
+    _ body: @Sendable (RPCEndpoint, TxnCoordinator) async throws -> T
 ) async throws -> T {
     let blob = MemoryBlob()
     let consensus = MemoryConsensus()
     let client = PersistClient(blob: blob, consensus: consensus, logger: serviceTestLogger)
     let coordinator = try await TxnCoordinator.open(
-        client: client, consensus: consensus, configuration: .init(txnsShard: ShardID.random()), logger: serviceTestLogger)
+        client: client, consensus: consensus,
+        configuration: .init(txnsShard: ShardID.random(), maxBytesPerCommit: maxBytesPerCommit), logger: serviceTestLogger)
     let (addresses, continuation) = AsyncStream<[ListenAddress]>.makeStream()
     let service = TxnCoordinatorService(
         coordinator: coordinator, listen: [.tcp(host: "127.0.0.1", port: 0)],
@@ -201,6 +203,36 @@ func keys(_ updates: [Update]) -> [String] {
             await good.shutdown()
             await bad.shutdown()
             await none.shutdown()
+        }
+    }
+
+    /// A commit over the coordinator's size limit is refused with a typed error, and a
+    /// frame over the RPC's limit is refused before it is buffered; the server goes on.
+    @Test func oversizedCommitsAreRefused() async throws {
+        try await withCoordinatorServer(maxBytesPerCommit: 1 << 20) { endpoint, _ in
+            let txns = patientTxnClient(endpoint)
+            _ = try await txns.createShard("big")
+            _ = try await txns.register([.name("big")])
+            let huge = (0..<20).map { RowWrite(key: Array("k\($0)".utf8), value: Array(repeating: 7, count: 100 << 10)) }
+            do {
+                _ = try await txns.commit([ShardWrites(shard: .name("big"), rows: huge)])
+                Issue.record("a 2 MB commit passed a 1 MiB limit")
+            } catch let e as CoordinatorError {
+                #expect(e.code == .badRequest, "\(e)")
+            }
+            #expect(try await txns.read(.name("big")).rows.isEmpty)
+            // A frame announcing more than the RPC accepts is refused outright.
+            guard case .tcp(let host, let port) = endpoint else { return }
+            let raw = try await RawSocket(host: host, port: port)
+            try await raw.send([0xFF, 0xFF, 0xFF, 0x7F])
+            let refusal = try #require(try await raw.frame())
+            guard case .error(let e) = try CoordinatorRPC.decodeResponse(refusal).response else {
+                Issue.record("expected an error answer")
+                return
+            }
+            #expect(e.message.contains("rpc frame length"))
+            #expect(try await txns.status().shards == 1)
+            await txns.shutdown()
         }
     }
 

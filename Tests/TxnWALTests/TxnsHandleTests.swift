@@ -2,7 +2,10 @@ import Foundation
 import PersistClient
 import PersistCodec
 import PersistCore
+import PersistConformance
 import PersistLocation
+import PersistRPC
+import PersistS3
 import Synchronization
 import Testing
 
@@ -271,6 +274,9 @@ import Testing
         /// seeded fault injector: 5% of calls are not performed, 5% of the performed ones
         /// report a timeout anyway.
         case unreliable
+        /// Real server processes: a `consensus` and a `blob-store`, reached through
+        /// RemoteConsensus and S3Blob over Unix sockets (with a token and SigV4).
+        case servers
 
         var testDescription: String { rawValue }
     }
@@ -317,6 +323,11 @@ import Testing
             faults = injector
             blob = UnreliableBlob(MemoryBlob(), faults: injector)
             consensus = UnreliableConsensus(MemoryConsensus(), faults: injector)
+        case .servers:
+            let servers = try await StressServers.start()
+            blob = servers.blob
+            consensus = servers.consensus
+            cleanup = { await servers.stop() }
         }
         // Upstream gives each worker its own client (state caches cleared in between), so
         // they share nothing but storage.
@@ -586,5 +597,57 @@ final class StressWorker {
             return output
         }
         reads.append(StressRead(dataID: d, asOf: asOf, task: task))
+    }
+}
+
+/// A `consensus` and a `blob-store` process for the stress test, and clients of both.
+struct StressServers: Sendable {
+    let directory: String
+    let consensusProcess: SpawnedServer
+    let blobProcess: SpawnedServer
+    let consensus: RemoteConsensus
+    let blob: S3Blob
+
+    static func start() async throws -> StressServers {
+        let dir = NSTemporaryDirectory() + "swift-txn-wal-stress-servers-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data("stress-token\n".utf8).write(to: URL(fileURLWithPath: dir + "/token"))
+        try Data("stresskey stresssecret\n".utf8).write(to: URL(fileURLWithPath: dir + "/keys"))
+        let consensusProcess = try await SpawnedServer.launch(
+            executable: try SpawnedServer.builtExecutable("consensus"),
+            arguments: [
+                "--data-dir", dir + "/consensus", "--listen", "unix:\(dir)/consensus.sock", "--token-file", dir + "/token",
+                "--metrics-listen", "off", "--log-level", "warning",
+            ],
+            readyFile: dir + "/consensus.ready", logPath: dir + "/consensus.log", timeout: .seconds(120))
+        let blobProcess = try await SpawnedServer.launch(
+            executable: try SpawnedServer.builtExecutable("blob-store"),
+            arguments: [
+                "--data-dir", dir + "/blobs", "--listen", "unix:\(dir)/blob.sock", "--bucket", "stress", "--credentials-file",
+                dir + "/keys", "--metrics-listen", "off", "--log-level", "warning",
+            ],
+            readyFile: dir + "/blob.ready", logPath: dir + "/blob-store.log", timeout: .seconds(120))
+        // Deadlines are only hang guards here: the suite shares two cores with the servers.
+        let consensus = RemoteConsensus(
+            .init(
+                endpoint: .unix(path: dir + "/consensus.sock"), token: Array("stress-token".utf8),
+                connectTimeout: .seconds(120), requestTimeout: .seconds(120)))
+        let blob = S3Blob(
+            S3Blob.Configuration(
+                endpoint: .unix(path: dir + "/blob.sock"), bucket: "stress",
+                credentials: S3Credentials(accessKeyID: "stresskey", secretAccessKey: "stresssecret"),
+                connectTimeout: .seconds(120), requestTimeout: .seconds(120)))
+        return StressServers(
+            directory: dir, consensusProcess: consensusProcess, blobProcess: blobProcess, consensus: consensus, blob: blob)
+    }
+
+    func stop() async {
+        await consensus.shutdown()
+        await blob.shutdown()
+        for p in [consensusProcess, blobProcess] {
+            p.signal(SIGTERM)
+            _ = await p.exitStatus()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
