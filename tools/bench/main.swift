@@ -16,7 +16,7 @@ struct PersistBench: AsyncParsableCommand {
             """,
         subcommands: [
             CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, TxnCommand.self,
-            BlobCommand.self, AllCommand.self,
+            BlobCommand.self, CoordinatorCommand.self, AllCommand.self,
         ])
 }
 
@@ -307,6 +307,39 @@ struct BlobOptions: ParsableArguments {
     }
 }
 
+/// The coordinator benchmark's own options. Its measured and warmup seconds, scratch
+/// parent and keep flag are passed in: `coordinator` declares them itself, `all` shares
+/// the consensus ones.
+struct CoordinatorOptions: ParsableArguments {
+    @Option(help: "Comma-separated numbers of concurrent clients; each is one measured level per mode.")
+    var clients = WriterCounts([1, 16, 64])
+
+    @Flag(help: "Reach the coordinator over loopback TCP instead of a Unix socket.")
+    var tcp = false
+
+    @Flag(
+        name: .customLong("client-per-task"),
+        help: ArgumentHelp(
+            "Give each client task a TxnClient of its own (one connection) instead of sharing one.",
+            discussion: "By default every task commits through one TxnClient and its default connection pool."))
+    var clientPerTask = false
+
+    func validate() throws {
+        guard Set(clients.counts).count == clients.counts.count else {
+            throw ValidationError("--clients lists a count twice")
+        }
+    }
+
+    func run(common: CommonOptions, duration: Int, warmup: Int, dir: String, keep: Bool) async throws {
+        let settings = CoordinatorBench.Settings(
+            clientCounts: clients.counts, duration: duration, warmup: warmup, tcp: tcp, clientPerTask: clientPerTask,
+            parentDirectory: dir, keep: keep, seed: common.seed)
+        let result = try await CoordinatorBench(settings: settings).run()
+        CoordinatorBench.report(result)
+        if common.json { try printJSONLine(result) }
+    }
+}
+
 struct CRCCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crc", abstract: "CRC32C throughput (GB/s) over one large seeded buffer.")
@@ -464,14 +497,56 @@ struct BlobCommand: AsyncParsableCommand {
     }
 }
 
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "txn-coordinator commits/s and commit latency at N concurrent clients, group commit on vs off.",
+        discussion: """
+            For each mode (group commit on, then off) a fresh txn-coordinator process is \
+            started on a fresh scratch directory (embedded FileBlob + LogConsensus, so \
+            fsyncs are real). Each client count gets four data shards of its own, created \
+            and registered first; N tasks then run closed loops of commit(), each \
+            transaction writing 10 rows with 100-byte values to each of the 4 shards under \
+            keys of its own. Commits per distinct commit timestamp show the effective group \
+            size. Afterwards the level's first shard is read at its newest acknowledged \
+            timestamp and must hold exactly the rows committed to it. At the end the \
+            coordinator is stopped with SIGTERM and must exit 0.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var options: CoordinatorOptions
+
+    @Option(help: "Measured seconds per client count.")
+    var duration = 10
+
+    @Option(help: "Unmeasured seconds before each client count's measurement.")
+    var warmup = 2
+
+    @OptionGroup var scratch: ScratchOptions
+
+    func validate() throws {
+        guard duration > 0 else { throw ValidationError("--duration must be at least 1 second") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+    }
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("coordinator")
+        try await options.run(
+            common: common, duration: duration, warmup: warmup, dir: scratch.dir, keep: scratch.keep)
+    }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "all", abstract: "Runs crc, compression, consensus, persist, txn and blob in that order.",
+        commandName: "all",
+        abstract: "Runs crc, compression, consensus, persist, txn, blob and coordinator in that order.",
         discussion: """
             consensus takes its backend list as --consensus-backends (--backends is persist's). \
             persist uses the consensus options' --dir and --keep, and --persist-warmup for its \
             warmup; txn uses persist's --backends, the consensus options' --dir and --keep, and \
-            --txn-warmup for its warmup; blob uses the consensus options' --dir and --keep.
+            --txn-warmup for its warmup; blob uses the consensus options' --dir and --keep; \
+            coordinator uses the consensus options' --duration, --warmup, --dir and --keep.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -481,6 +556,7 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup(title: "persist") var persist: PersistOptions
     @OptionGroup(title: "txn") var txn: TxnOptions
     @OptionGroup(title: "blob") var blob: BlobOptions
+    @OptionGroup(title: "coordinator") var coordinator: CoordinatorOptions
 
     @Option(name: .customLong("persist-warmup"), help: "Unmeasured small appends before persist's measured ones.")
     var persistWarmup = 200
@@ -508,6 +584,9 @@ struct AllCommand: AsyncParsableCommand {
             common: common, backends: persist.backends.kinds, warmup: txnWarmup, dir: consensus.scratch.dir,
             keep: consensus.scratch.keep)
         try await blob.run(common: common, dir: consensus.scratch.dir, keep: consensus.scratch.keep)
+        try await coordinator.run(
+            common: common, duration: consensus.duration, warmup: consensus.warmup, dir: consensus.scratch.dir,
+            keep: consensus.scratch.keep)
     }
 }
 
