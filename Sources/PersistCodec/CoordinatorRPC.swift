@@ -124,6 +124,8 @@ public enum CoordinatorRequest: Hashable, Sendable {
     /// the commit with others that arrive together).
     case commit(writes: [ShardWrites], at: Timestamp?)
     /// The shard's consolidated contents at `asOf` (nil: the latest committed time).
+    /// Answered by one `snapshot`, preceded by `updates` pieces when the contents are too
+    /// large for one frame.
     case read(shard: ShardRef, asOf: Timestamp?)
     /// Streams the shard's contents at `from` (nil: latest) and every later change, as
     /// `updates` and `progress` answers under this request's id, until `unsubscribe`.

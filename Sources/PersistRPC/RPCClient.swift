@@ -113,13 +113,16 @@ public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
     }
 
     /// Sends `request` and returns the stream of its answers, which ends when `isEnd`
-    /// says an answer is the last, or fails when the connection does (indeterminately),
-    /// with the connection and request id it runs under (to address it later).
-    public func stream(_ request: P.Request, isEnd: @escaping @Sendable (P.Response) -> Bool) async throws(StorageError)
+    /// says an answer is the last, or fails when the connection does (indeterminately) or
+    /// `timeout` (if any) passes before the last answer, with the connection and request
+    /// id it runs under (to address it later).
+    public func stream(
+        _ request: P.Request, timeout: Duration? = nil, isEnd: @escaping @Sendable (P.Response) -> Bool
+    ) async throws(StorageError)
         -> (answers: AsyncThrowingStream<P.Response, any Error>, connection: RPCClientConnection<P>, id: UInt64)
     {
         let c = try await connection()
-        let (id, answers) = try await c.stream(request, isEnd: isEnd)
+        let (id, answers) = try await c.stream(request, timeout: timeout, isEnd: isEnd)
         return (answers, c, id)
     }
 
@@ -247,12 +250,15 @@ public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
     /// Opens a stream request and returns its id with its answers. The stream ends after
     /// the answer `isEnd` accepts; a caller that stops consuming it should ask the
     /// server to end it.
-    func stream(_ request: P.Request, isEnd: @escaping @Sendable (P.Response) -> Bool) async throws(StorageError)
-        -> (UInt64, AsyncThrowingStream<P.Response, any Error>)
-    {
+    func stream(
+        _ request: P.Request, timeout: Duration?, isEnd: @escaping @Sendable (P.Response) -> Bool
+    ) async throws(StorageError) -> (UInt64, AsyncThrowingStream<P.Response, any Error>) {
         let (stream, continuation) = AsyncThrowingStream<P.Response, any Error>.makeStream()
         let handler = self.handler
-        let id = try? await channel.eventLoop.submit { handler.value.open(request, continuation, isEnd: isEnd) }.get()
+        let deadline = timeout.map { NIODeadline.now() + TimeAmount($0) }
+        let id = try? await channel.eventLoop.submit {
+            handler.value.open(request, continuation, deadline: deadline, isEnd: isEnd)
+        }.get()
         guard let id = id ?? nil else {
             throw .determinate(.unavailable, "connection closed; stream request not sent")
         }
@@ -264,7 +270,8 @@ public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
 ///
 /// Requests are written as they come and flushed once per event-loop turn, so requests
 /// issued together leave in one system call. Deadlines are checked by a sweep every
-/// 100 ms rather than a timer per request; streams have no deadline.
+/// 100 ms rather than a timer per request; a stream has a deadline only if it was opened
+/// with one (a read's pieces do, a subscription does not).
 final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = [UInt8]
     typealias OutboundOut = ByteBuffer
@@ -272,7 +279,9 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
 
     enum Pending {
         case single(Waiter, deadline: NIODeadline, op: String)
-        case stream(AsyncThrowingStream<P.Response, any Error>.Continuation, isEnd: @Sendable (P.Response) -> Bool)
+        case stream(
+            AsyncThrowingStream<P.Response, any Error>.Continuation, deadline: NIODeadline?, op: String,
+            isEnd: @Sendable (P.Response) -> Bool)
     }
 
     private var pending: [UInt64: Pending] = [:]
@@ -302,7 +311,7 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
                 .unavailable, "connection closed (\(closedReason ?? "not connected")); request not sent")
             switch entry {
             case .single(let w, _, _): w.resume(throwing: error)
-            case .stream(let c, _): c.finish(throwing: error)
+            case .stream(let c, _, _, _): c.finish(throwing: error)
             }
             return nil
         }
@@ -327,17 +336,24 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
 
     func open(
         _ request: P.Request, _ continuation: AsyncThrowingStream<P.Response, any Error>.Continuation,
-        isEnd: @escaping @Sendable (P.Response) -> Bool
+        deadline: NIODeadline?, isEnd: @escaping @Sendable (P.Response) -> Bool
     ) -> UInt64? {
-        write(request, .stream(continuation, isEnd: isEnd))
+        write(request, .stream(continuation, deadline: deadline, op: P.opName(request), isEnd: isEnd))
     }
 
     /// Fails the requests whose deadline has passed: written, so possibly applied.
     private func expire(now: NIODeadline) {
         for (id, entry) in pending {
-            guard case .single(let waiter, let deadline, let op) = entry, deadline <= now else { continue }
-            pending.removeValue(forKey: id)
-            waiter.resume(throwing: StorageError.indeterminate(.timeout, "no answer to \(op) from the server in time"))
+            switch entry {
+            case .single(let waiter, let deadline, let op) where deadline <= now:
+                pending.removeValue(forKey: id)
+                waiter.resume(throwing: StorageError.indeterminate(.timeout, "no answer to \(op) from the server in time"))
+            case .stream(let continuation, let deadline?, let op, _) where deadline <= now:
+                pending.removeValue(forKey: id)
+                continuation.finish(throwing: StorageError.indeterminate(.timeout, "\(op) did not finish in time"))
+            case .single, .stream:
+                continue
+            }
         }
     }
 
@@ -349,7 +365,7 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
             case .single(let waiter, _, _):
                 pending.removeValue(forKey: id)
                 waiter.resume(returning: response)
-            case .stream(let continuation, let isEnd):
+            case .stream(let continuation, _, _, let isEnd):
                 continuation.yield(response)
                 if isEnd(response) {
                     pending.removeValue(forKey: id)
@@ -385,7 +401,7 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
         for (_, entry) in waiting {
             switch entry {
             case .single(let w, _, _): w.resume(throwing: error)
-            case .stream(let c, _): c.finish(throwing: error)
+            case .stream(let c, _, _, _): c.finish(throwing: error)
             }
         }
     }

@@ -126,10 +126,44 @@ public final class CoordinatorSession: RPCSession {
             } else {
                 reply(.done(at: 0), true)
             }
+        case .read(let shard, let asOf):
+            let coordinator = self.coordinator
+            Task {
+                do throws(CoordinatorError) {
+                    let (ts, rows) = try await coordinator.read(shard, asOf: asOf)
+                    // A large snapshot goes out in pieces (`updates`), each well under the
+                    // frame limit, and ends with the `snapshot` answer carrying the rest.
+                    let pieces = Self.pieces(rows, maxBytes: Self.snapshotPieceBytes)
+                    for piece in pieces.dropLast() { reply(.updates(piece), false) }
+                    reply(.snapshot(asOf: ts, rows: pieces.last ?? []), true)
+                } catch {
+                    reply(.error(error), true)
+                }
+            }
         default:
             let coordinator = self.coordinator
             Task { reply(await Self.answer(request, coordinator), true) }
         }
+    }
+
+    /// Rows per answer frame of a read are cut at about this many bytes.
+    static let snapshotPieceBytes = 8 << 20
+
+    /// `rows` cut into consecutive pieces of at most `maxBytes` encoded bytes (at least
+    /// one row per piece); always at least one (possibly empty) piece.
+    static func pieces(_ rows: [Update], maxBytes: Int) -> [[Update]] {
+        var result: [[Update]] = [[]]
+        var bytes = 0
+        for row in rows {
+            let size = row.key.count + row.value.count + 32
+            if bytes + size > maxBytes, let last = result.last, !last.isEmpty {
+                result.append([])
+                bytes = 0
+            }
+            result[result.count - 1].append(row)
+            bytes += size
+        }
+        return result
     }
 
     public func close() {
@@ -187,12 +221,9 @@ public final class CoordinatorSession: RPCSession {
             case .register(let shards, let at): return .done(at: try await c.register(shards, at: at))
             case .forget(let shards, let at): return .done(at: try await c.forget(shards, at: at))
             case .commit(let writes, let at): return .committed(at: try await c.commit(writes, at: at))
-            case .read(let shard, let asOf):
-                let (ts, rows) = try await c.read(shard, asOf: asOf)
-                return .snapshot(asOf: ts, rows: rows)
             case .compact(let since): return .done(at: try await c.compact(since: since))
             case .status: return .status(try await c.status())
-            case .subscribe, .unsubscribe:
+            case .read, .subscribe, .unsubscribe:
                 return .error(CoordinatorError(.badRequest, "streams are handled by the session"))
             }
         } catch {

@@ -102,11 +102,27 @@ public final class TxnClient: Sendable {
     }
 
     /// The shard's consolidated rows at `asOf` (nil: the latest committed time).
+    ///
+    /// A large snapshot arrives in several answers (each well under the RPC's frame
+    /// limit), which this collects.
     public func read(_ shard: ShardRef, asOf: Timestamp? = nil) async throws -> (asOf: Timestamp, rows: [Update]) {
-        guard case .snapshot(let ts, let rows) = try await call(.read(shard: shard, asOf: asOf)) else {
-            throw unexpected("read")
+        let (answers, _, _) = try await pool.stream(.read(shard: shard, asOf: asOf), timeout: configuration.requestTimeout) {
+            response in
+            switch response {
+            case .snapshot, .error: true
+            default: false
+            }
         }
-        return (ts, rows)
+        var rows: [Update] = []
+        for try await answer in answers {
+            switch answer {
+            case .updates(let piece): rows += piece
+            case .snapshot(let ts, let last): return (ts, rows + last)
+            case .error(let e): throw e
+            default: throw unexpected("read")
+            }
+        }
+        throw StorageError.indeterminate(.unavailable, "the read's answer ended early")
     }
 
     /// Allows reads below `since` to be compacted away.

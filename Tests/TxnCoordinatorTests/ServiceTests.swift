@@ -236,6 +236,52 @@ func keys(_ updates: [Update]) -> [String] {
         }
     }
 
+    /// A snapshot larger than one answer frame's share arrives in pieces and is put back
+    /// together by the client, rows intact.
+    @Test func largeReadsArriveInPieces() async throws {
+        try await withCoordinatorServer { endpoint, _ in
+            let txns = patientTxnClient(endpoint)
+            _ = try await txns.createShard("wide")
+            _ = try await txns.register([.name("wide")])
+            var last: Timestamp = 0
+            for batch in 0..<3 {
+                let rows = (0..<40).map { i in
+                    RowWrite(key: Array("b\(batch)-\(i)".utf8), value: Array(repeating: UInt8(i), count: 100 << 10))
+                }
+                last = try await txns.commit([ShardWrites(shard: .name("wide"), rows: rows)])
+            }
+            let (asOf, rows) = try await txns.read(.name("wide"), asOf: last)
+            #expect(asOf == last)
+            #expect(rows.count == 120, "12 MB of rows, more than one piece")
+            #expect(Set(rows.map { String(decoding: $0.key, as: UTF8.self) }).count == 120)
+            #expect(rows.allSatisfy { $0.value.count == 100 << 10 && $0.diff == 1 })
+            // On the wire: `updates` pieces under the read's id, then the `snapshot`.
+            guard case .tcp(let host, let port) = endpoint else { return }
+            let raw = try await RawSocket(host: host, port: port)
+            try await raw.send(CoordinatorRPC.encode(request: .read(shard: .name("wide"), asOf: last), id: 41))
+            var pieces = 0
+            var total = 0
+            while let payload = try await raw.frame() {
+                let (id, answer) = try CoordinatorRPC.decodeResponse(payload)
+                #expect(id == 41)
+                if case .updates(let piece) = answer {
+                    pieces += 1
+                    total += piece.count
+                    continue
+                }
+                guard case .snapshot(_, let rest) = answer else {
+                    Issue.record("unexpected answer \(answer)")
+                    break
+                }
+                total += rest.count
+                break
+            }
+            #expect(pieces >= 1, "a 12 MB snapshot is sent in more than one frame")
+            #expect(total == 120)
+            await txns.shutdown()
+        }
+    }
+
     /// Hand-made broken frames get error answers and the server goes on serving.
     @Test func garbageFramesAreRefused() async throws {
         try await withCoordinatorServer { endpoint, _ in
