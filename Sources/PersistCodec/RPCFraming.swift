@@ -70,6 +70,15 @@ public enum RPCFraming {
         return r
     }
 
+    /// The request id at its fixed place in a payload, without checking anything else
+    /// (the payload is verified in full later, off the event loop); nil if too short.
+    public static func peekID(_ payload: [UInt8]) -> UInt64? {
+        guard payload.count >= minimumPayloadLength else { return nil }
+        var id: UInt64 = 0
+        for i in 0..<8 { id |= UInt64(payload[2 + i]) << (8 * UInt64(i)) }
+        return id
+    }
+
     /// The request id of a payload whose framing is sound but whose body could not be
     /// decoded, so the server can answer it; nil when the framing cannot be trusted.
     static func requestID(ofDamaged payload: [UInt8], kind: UInt8, format: String) -> UInt64? {

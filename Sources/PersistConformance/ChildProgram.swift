@@ -44,7 +44,7 @@ public enum ChildProgram {
             unlink(outputPath)
             if let errorPath { unlink(errorPath) }
         }
-        let pid = try spawn(
+        let pid = try SpawnedServer.spawn(
             executable, arguments, standardInput: standardInput ?? "/dev/null", outputPath: outputPath,
             errorPath: errorPath, environment: environment)
         let status = try await SpawnedServer.offThread { () throws -> Int32 in
@@ -58,36 +58,5 @@ public enum ChildProgram {
         return Outcome(
             status: status, output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
             errorOutput: errorPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "")
-    }
-
-    /// Starts `executable` with stdin from `standardInput`, stdout to `outputPath` and
-    /// stderr to `errorPath` (or with stdout when nil).
-    static func spawn(
-        _ executable: String, _ arguments: [String], standardInput: String, outputPath: String, errorPath: String?,
-        environment: [String: String]?
-    ) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, standardInput, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        if let errorPath {
-            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        } else {
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { for p in envp ?? [] { free(p) } }
-        var pid: pid_t = 0
-        let rc: Int32
-        if let envp {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        } else {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        }
-        guard rc == 0 else { throw ConformanceFailure("cannot start \(executable): errno \(rc)") }
-        return pid
     }
 }

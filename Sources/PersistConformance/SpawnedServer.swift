@@ -165,12 +165,27 @@ public struct SpawnedServer: Sendable {
     static func spawn(
         _ executable: String, _ arguments: [String], logPath: String, environment: [String: String]? = nil
     ) throws -> pid_t {
+        try spawn(
+            executable, arguments, standardInput: "/dev/null", outputPath: logPath, errorPath: nil,
+            environment: environment)
+    }
+
+    /// Starts `executable` with stdin from `standardInput`, stdout appended to
+    /// `outputPath` and stderr to `errorPath` (or with stdout when nil).
+    static func spawn(
+        _ executable: String, _ arguments: [String], standardInput: String, outputPath: String, errorPath: String?,
+        environment: [String: String]?
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, standardInput, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }

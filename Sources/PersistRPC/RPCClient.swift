@@ -35,29 +35,30 @@ public enum RPCEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// How a client pool connects.
+/// How a client of an RPC server connects (`RemoteConsensus`, `TxnClient`).
 public struct RPCClientConfiguration: Sendable {
     public var endpoint: RPCEndpoint
-    /// The server's shared token, or nil if it needs none.
+    /// The server's shared token (its `--token-file`), or nil if it needs none.
     public var token: [UInt8]?
-    /// Connections in the pool; each carries any number of concurrent requests.
+    /// Connections in the pool. Each carries any number of concurrent requests, and
+    /// requests issued together share a write (and the answers a read), so a few
+    /// connections beat many: the default 2 spreads the work over two of the server's
+    /// event loops while keeping that batching (BENCHMARKS.md has the comparison with one
+    /// connection per caller).
     public var connections: Int
     public var connectTimeout: Duration
     /// How long a request waits for its answer before failing indeterminately.
     public var requestTimeout: Duration
-    /// Names the server in errors ("consensus server", "coordinator").
-    public var serverName: String
 
     public init(
-        endpoint: RPCEndpoint, token: [UInt8]?, connections: Int, connectTimeout: Duration, requestTimeout: Duration,
-        serverName: String
+        endpoint: RPCEndpoint, token: [UInt8]? = nil, connections: Int = 2, connectTimeout: Duration = .seconds(5),
+        requestTimeout: Duration = .seconds(30)
     ) {
         self.endpoint = endpoint
         self.token = token
         self.connections = max(1, connections)
         self.connectTimeout = connectTimeout
         self.requestTimeout = requestTimeout
-        self.serverName = serverName
     }
 }
 
@@ -70,6 +71,8 @@ public struct RPCClientConfiguration: Sendable {
 /// connection) fails indeterminately, because the server may have acted on it.
 public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
     public let configuration: RPCClientConfiguration
+    /// Names the server in errors ("consensus server", "coordinator").
+    let serverName: String
     let group: any EventLoopGroup
     let logger: Logger
     let slots: [NIOLockedValueBox<Slot>]
@@ -82,8 +85,9 @@ public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
         case ready(RPCClientConnection<P>)
     }
 
-    public init(_ configuration: RPCClientConfiguration, group: any EventLoopGroup, logger: Logger) {
+    public init(_ configuration: RPCClientConfiguration, serverName: String, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
+        self.serverName = serverName
         self.group = group
         self.logger = logger
         self.slots = (0..<configuration.connections).map { _ in NIOLockedValueBox(Slot.empty) }
@@ -129,7 +133,7 @@ public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
     /// A live connection from the pool, connecting its slot if needed.
     public func connection() async throws(StorageError) -> RPCClientConnection<P> {
         if closed.withLockedValue({ $0 }) {
-            throw .determinate(.unavailable, "the \(configuration.serverName) client was shut down")
+            throw .determinate(.unavailable, "the \(serverName) client was shut down")
         }
         let index = nextSlot.withLockedValue { n -> Int in
             n = (n + 1) % slots.count
@@ -165,7 +169,7 @@ public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
                 }
                 if let e = error as? StorageError { throw e }
                 throw .determinate(
-                    .unavailable, "cannot connect to the \(configuration.serverName) at \(configuration.endpoint): \(error)")
+                    .unavailable, "cannot connect to the \(serverName) at \(configuration.endpoint): \(error)")
             }
         }
     }
@@ -199,10 +203,10 @@ public final class RPCClientPool<P: RPCClientProtocol>: Sendable {
             let answer = try await connection.call(P.hello(token: token), timeout: configuration.requestTimeout)
             if let refusal = P.helloRefusal(answer) {
                 try? await connection.channel.close()
-                throw StorageError.determinate(.rejected, "the \(configuration.serverName) refused the token: \(refusal)")
+                throw StorageError.determinate(.rejected, "the \(serverName) refused the token: \(refusal)")
             }
         }
-        logger.debug("connected", metadata: ["server": "\(configuration.serverName)", "endpoint": "\(configuration.endpoint)"])
+        logger.debug("connected", metadata: ["server": "\(serverName)", "endpoint": "\(configuration.endpoint)"])
         return connection
     }
 }
@@ -219,6 +223,7 @@ extension TimeAmount {
 public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<RPCClientHandler<P>>
+    private let nextID = NIOLockedValueBox<UInt64>(1)
 
     init(channel: any Channel, handler: NIOLoopBound<RPCClientHandler<P>>) {
         self.channel = channel
@@ -227,18 +232,44 @@ public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
 
     var isUsable: Bool { channel.isActive }
 
+    /// A fresh request id on this connection.
+    private func takeID() -> UInt64 {
+        nextID.withLockedValue { n in
+            defer { n &+= 1 }
+            return n
+        }
+    }
+
     func call(_ request: P.Request, timeout: Duration) async throws(StorageError) -> P.Response {
         let handler = self.handler
         let loop = channel.eventLoop
         let deadline = NIODeadline.now() + TimeAmount(timeout)
+        // Encoding (and, for large answers, decoding) happens here, on the caller's
+        // thread, so the event loop only moves bytes for every connection it serves.
+        let id = takeID()
+        let frame = P.encode(request: request, id: id)
+        let op = P.opName(request)
+        let answer: RPCClientHandler<P>.Answer
         do {
-            return try await withCheckedThrowingContinuation { continuation in
-                loop.execute { handler.value.send(request, deadline: deadline, continuation) }
+            answer = try await withCheckedThrowingContinuation { continuation in
+                loop.execute { handler.value.send(frame, id: id, deadline: deadline, op: op, continuation) }
             }
         } catch let e as StorageError {
             throw e
         } catch {
             throw .indeterminate(.unavailable, "request failed: \(error)")
+        }
+        switch answer {
+        case .decoded(let response):
+            return response
+        case .raw(let payload):
+            do {
+                return try P.decodeResponse(payload).response
+            } catch {
+                // Nothing after a bad frame can be trusted.
+                channel.close(promise: nil)
+                throw .indeterminate(.unavailable, "malformed answer from the server: \(error)")
+            }
         }
     }
 
@@ -256,10 +287,13 @@ public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
         let (stream, continuation) = AsyncThrowingStream<P.Response, any Error>.makeStream()
         let handler = self.handler
         let deadline = timeout.map { NIODeadline.now() + TimeAmount($0) }
-        let id = try? await channel.eventLoop.submit {
-            handler.value.open(request, continuation, deadline: deadline, isEnd: isEnd)
+        let id = takeID()
+        let frame = P.encode(request: request, id: id)
+        let op = P.opName(request)
+        let sent = try? await channel.eventLoop.submit {
+            handler.value.open(frame, id: id, op: op, continuation, deadline: deadline, isEnd: isEnd)
         }.get()
-        guard let id = id ?? nil else {
+        guard sent == true else {
             throw .determinate(.unavailable, "connection closed; stream request not sent")
         }
         return (id, stream)
@@ -275,7 +309,17 @@ public final class RPCClientConnection<P: RPCClientProtocol>: Sendable {
 final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = [UInt8]
     typealias OutboundOut = ByteBuffer
-    typealias Waiter = CheckedContinuation<P.Response, any Error>
+    typealias Waiter = CheckedContinuation<Answer, any Error>
+
+    /// A single request's answer: decoded here when small; large ones are handed over as
+    /// bytes and decoded by the caller, off the event loop.
+    enum Answer {
+        case decoded(P.Response)
+        case raw([UInt8])
+    }
+
+    /// Answers at least this large are decoded by the caller.
+    static var rawThreshold: Int { 64 << 10 }
 
     enum Pending {
         case single(Waiter, deadline: NIODeadline, op: String)
@@ -285,7 +329,6 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
     }
 
     private var pending: [UInt64: Pending] = [:]
-    private var nextID: UInt64 = 1
     private var context: ChannelHandlerContext?
     private var closedReason: String?
     private var flushPending = false
@@ -304,8 +347,9 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
         failAll("connection closed")
     }
 
-    /// Registers and writes a request; nil (after failing the waiter) if it cannot be sent.
-    private func write(_ request: P.Request, _ entry: Pending) -> UInt64? {
+    /// Registers and writes an encoded request; false (after failing the waiter) if it
+    /// cannot be sent.
+    private func write(_ frame: [UInt8], id: UInt64, _ entry: Pending) -> Bool {
         guard let context, closedReason == nil, context.channel.isActive else {
             let error = StorageError.determinate(
                 .unavailable, "connection closed (\(closedReason ?? "not connected")); request not sent")
@@ -313,12 +357,10 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
             case .single(let w, _, _): w.resume(throwing: error)
             case .stream(let c, _, _, _): c.finish(throwing: error)
             }
-            return nil
+            return false
         }
-        let id = nextID
-        nextID &+= 1
         pending[id] = entry
-        context.write(wrapOutboundOut(ByteBuffer(bytes: P.encode(request: request, id: id))), promise: nil)
+        context.write(wrapOutboundOut(ByteBuffer(bytes: frame)), promise: nil)
         if !flushPending {
             flushPending = true
             let this = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -327,18 +369,18 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
                 this.value.context?.flush()
             }
         }
-        return id
+        return true
     }
 
-    func send(_ request: P.Request, deadline: NIODeadline, _ waiter: Waiter) {
-        _ = write(request, .single(waiter, deadline: deadline, op: P.opName(request)))
+    func send(_ frame: [UInt8], id: UInt64, deadline: NIODeadline, op: String, _ waiter: Waiter) {
+        _ = write(frame, id: id, .single(waiter, deadline: deadline, op: op))
     }
 
     func open(
-        _ request: P.Request, _ continuation: AsyncThrowingStream<P.Response, any Error>.Continuation,
+        _ frame: [UInt8], id: UInt64, op: String, _ continuation: AsyncThrowingStream<P.Response, any Error>.Continuation,
         deadline: NIODeadline?, isEnd: @escaping @Sendable (P.Response) -> Bool
-    ) -> UInt64? {
-        write(request, .stream(continuation, deadline: deadline, op: P.opName(request), isEnd: isEnd))
+    ) -> Bool {
+        write(frame, id: id, .stream(continuation, deadline: deadline, op: op, isEnd: isEnd))
     }
 
     /// Fails the requests whose deadline has passed: written, so possibly applied.
@@ -359,12 +401,19 @@ final class RPCClientHandler<P: RPCClientProtocol>: ChannelInboundHandler, Remov
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = unwrapInboundIn(data)
+        if payload.count >= Self.rawThreshold, let id = RPCFraming.peekID(payload),
+            case .single(let waiter, _, _) = pending[id]
+        {
+            pending.removeValue(forKey: id)
+            waiter.resume(returning: .raw(payload))
+            return
+        }
         do {
             let (id, response) = try P.decodeResponse(payload)
             switch pending[id] {
             case .single(let waiter, _, _):
                 pending.removeValue(forKey: id)
-                waiter.resume(returning: response)
+                waiter.resume(returning: .decoded(response))
             case .stream(let continuation, _, _, let isEnd):
                 continuation.yield(response)
                 if isEnd(response) {

@@ -144,10 +144,17 @@ public final class RPCServerHandler<Service: RPCService>: ChannelInboundHandler 
         context.fireChannelInactive()
     }
 
+    /// Requests at least this large (commits with many rows) are decoded in a task, off
+    /// the event loop, once the connection has authenticated.
+    static var offLoopDecodeThreshold: Int { 64 << 10 }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
         let payload = unwrapInboundIn(data)
         metrics.bytesIn.increment(by: payload.count + RPCFraming.prefixLength)
+        if authenticated, payload.count >= Self.offLoopDecodeThreshold, let id = RPCFraming.peekID(payload) {
+            return startDecodingOffLoop(context: context, payload: payload, id: id)
+        }
         let id: UInt64
         let request: Service.Request
         do {
@@ -177,22 +184,60 @@ public final class RPCServerHandler<Service: RPCService>: ChannelInboundHandler 
         }
         running += 1
         updateReading(context: context)
+        session.start(request, id: id, reply: replier(context: context, id: id))
+    }
+
+    /// The reply callback of request `id`: encodes on whatever thread finished the work,
+    /// then hands the frame to the event loop, where the connection's state lives.
+    private func replier(context: ChannelHandlerContext, id: UInt64) -> @Sendable (Service.Response, Bool) -> Void {
         let loop = context.eventLoop
         let this = NIOLoopBound(self, eventLoop: loop)
         let ctx = NIOLoopBound(context, eventLoop: loop)
-        session.start(request, id: id) { response, final in
-            // Answers come back on whatever thread finished the work; the connection's
-            // state lives on its event loop.
+        return { response, final in
+            let frame = Service.encode(response: response, id: id)
             if loop.inEventLoop {
-                this.value.answered(context: ctx.value, id: id, response, final: final)
+                this.value.answered(context: ctx.value, frame: frame, final: final)
             } else {
-                loop.execute { this.value.answered(context: ctx.value, id: id, response, final: final) }
+                loop.execute { this.value.answered(context: ctx.value, frame: frame, final: final) }
             }
         }
     }
 
-    private func answered(context: ChannelHandlerContext, id: UInt64, _ response: Service.Response, final: Bool) {
-        send(context: context, id: id, response)
+    /// Decodes a large request in a task; a frame that fails its checksum or framing is
+    /// refused and closes the connection, as on the event loop; a body that fails to
+    /// decode is answered under its id.
+    private func startDecodingOffLoop(context: ChannelHandlerContext, payload: [UInt8], id: UInt64) {
+        running += 1
+        updateReading(context: context)
+        let reply = replier(context: context, id: id)
+        let loop = context.eventLoop
+        let this = NIOLoopBound(self, eventLoop: loop)
+        let ctx = NIOLoopBound(context, eventLoop: loop)
+        let session = self.session
+        Task {
+            do {
+                let (_, request) = try Service.decodeRequest(payload)
+                guard Service.helloToken(request) == nil else {
+                    return reply(Service.errorResponse(refused: false, "hello must be the first request"), true)
+                }
+                session.start(request, id: id, reply: reply)
+            } catch {
+                let trusted = Service.requestID(ofDamagedRequest: payload) != nil
+                let answer = Service.errorResponse(refused: false, "malformed request: \(error)")
+                loop.execute {
+                    this.value.metrics.badRequests.increment()
+                    this.value.logger.notice(
+                        "refused a malformed request",
+                        metadata: ["peer": "\(this.value.peer)", "error": "\(error)", "closing": "\(!trusted)"])
+                    if !trusted { this.value.endInput(context: ctx.value) }
+                }
+                reply(answer, true)
+            }
+        }
+    }
+
+    private func answered(context: ChannelHandlerContext, frame: [UInt8], final: Bool) {
+        write(context: context, frame: frame)
         guard final else { return }
         running -= 1
         updateReading(context: context)
@@ -202,8 +247,11 @@ public final class RPCServerHandler<Service: RPCService>: ChannelInboundHandler 
     /// Writes an answer; flushes are coalesced, so answers completed together leave in
     /// one write system call per connection.
     private func send(context: ChannelHandlerContext, id: UInt64, _ response: Service.Response) {
+        write(context: context, frame: Service.encode(response: response, id: id))
+    }
+
+    private func write(context: ChannelHandlerContext, frame: [UInt8]) {
         guard context.channel.isActive else { return }
-        let frame = Service.encode(response: response, id: id)
         metrics.bytesOut.increment(by: frame.count)
         context.write(wrapOutboundOut(ByteBuffer(bytes: frame)), promise: nil)
         guard !flushPending else { return }

@@ -21,31 +21,7 @@ import PersistLocation
 public final class RemoteConsensus: Consensus {
     public typealias Endpoint = RPCEndpoint
 
-    public struct Configuration: Sendable {
-        public var endpoint: Endpoint
-        /// The server's shared token (`consensus --token-file`), or nil if it needs none.
-        public var token: [UInt8]?
-        /// Connections in the pool. Each carries any number of concurrent requests, and
-        /// requests issued together share a write (and the answers a read), so a few
-        /// connections beat many: the default 2 spreads the work over two of the server's
-        /// event loops while keeping that batching (BENCHMARKS.md has the comparison
-        /// with one connection per caller).
-        public var connections: Int
-        public var connectTimeout: Duration
-        /// How long a request waits for its answer before failing indeterminately.
-        public var requestTimeout: Duration
-
-        public init(
-            endpoint: Endpoint, token: [UInt8]? = nil, connections: Int = 2, connectTimeout: Duration = .seconds(5),
-            requestTimeout: Duration = .seconds(30)
-        ) {
-            self.endpoint = endpoint
-            self.token = token
-            self.connections = max(1, connections)
-            self.connectTimeout = connectTimeout
-            self.requestTimeout = requestTimeout
-        }
-    }
+    public typealias Configuration = RPCClientConfiguration
 
     public let configuration: Configuration
     let pool: RPCClientPool<ConsensusClientProtocol>
@@ -55,12 +31,7 @@ public final class RemoteConsensus: Consensus {
         logger: Logger = Logger(label: "persist.remote-consensus")
     ) {
         self.configuration = configuration
-        self.pool = RPCClientPool(
-            RPCClientConfiguration(
-                endpoint: configuration.endpoint, token: configuration.token, connections: configuration.connections,
-                connectTimeout: configuration.connectTimeout, requestTimeout: configuration.requestTimeout,
-                serverName: "consensus server"),
-            group: group, logger: logger)
+        self.pool = RPCClientPool(configuration, serverName: "consensus server", group: group, logger: logger)
     }
 
     /// Closes every connection. Requests in flight fail indeterminately; later requests

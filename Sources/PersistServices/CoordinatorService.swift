@@ -131,8 +131,9 @@ public final class CoordinatorSession: RPCSession {
             Task {
                 do throws(CoordinatorError) {
                     let (ts, rows) = try await coordinator.read(shard, asOf: asOf)
-                    // A large snapshot goes out in pieces (`updates`), each well under the
-                    // frame limit, and ends with the `snapshot` answer carrying the rest.
+                    // A large snapshot goes out in pieces (`updates`) of about 1 MiB, well
+                    // under the frame limit and small enough that no single frame holds an
+                    // event loop for long; the `snapshot` answer carries the rest.
                     let pieces = Self.pieces(rows, maxBytes: Self.snapshotPieceBytes)
                     for piece in pieces.dropLast() { reply(.updates(piece), false) }
                     reply(.snapshot(asOf: ts, rows: pieces.last ?? []), true)
@@ -147,7 +148,7 @@ public final class CoordinatorSession: RPCSession {
     }
 
     /// Rows per answer frame of a read are cut at about this many bytes.
-    static let snapshotPieceBytes = 8 << 20
+    static let snapshotPieceBytes = 1 << 20
 
     /// `rows` cut into consecutive pieces of at most `maxBytes` encoded bytes (at least
     /// one row per piece); always at least one (possibly empty) piece.

@@ -27,27 +27,9 @@ import PersistRPC
 /// Requests are multiplexed over a small pool of connections; any number of tasks may use
 /// one client at once.
 public final class TxnClient: Sendable {
-    public struct Configuration: Sendable {
-        public var endpoint: RPCEndpoint
-        /// The coordinator's shared token, or nil if it needs none.
-        public var token: [UInt8]?
-        public var connections: Int
-        public var connectTimeout: Duration
-        /// How long a request waits for its answer (reads wait for applies; commits for a
-        /// durable CaS) before failing indeterminately.
-        public var requestTimeout: Duration
-
-        public init(
-            endpoint: RPCEndpoint, token: [UInt8]? = nil, connections: Int = 2, connectTimeout: Duration = .seconds(5),
-            requestTimeout: Duration = .seconds(60)
-        ) {
-            self.endpoint = endpoint
-            self.token = token
-            self.connections = max(1, connections)
-            self.connectTimeout = connectTimeout
-            self.requestTimeout = requestTimeout
-        }
-    }
+    /// Where the coordinator is and how to reach it. `requestTimeout` bounds every call
+    /// (reads wait for applies, commits for a durable CaS); subscriptions have none.
+    public typealias Configuration = RPCClientConfiguration
 
     public let configuration: Configuration
     let pool: RPCClientPool<CoordinatorClientProtocol>
@@ -57,12 +39,7 @@ public final class TxnClient: Sendable {
         logger: Logger = Logger(label: "txn-client")
     ) {
         self.configuration = configuration
-        self.pool = RPCClientPool(
-            RPCClientConfiguration(
-                endpoint: configuration.endpoint, token: configuration.token, connections: configuration.connections,
-                connectTimeout: configuration.connectTimeout, requestTimeout: configuration.requestTimeout,
-                serverName: "coordinator"),
-            group: group, logger: logger)
+        self.pool = RPCClientPool(configuration, serverName: "coordinator", group: group, logger: logger)
     }
 
     /// Closes the connections; subscriptions end with an error.

@@ -98,6 +98,25 @@ import Testing
         }
     }
 
+    /// Large requests are decoded off the event loop; they are served the same way, and a
+    /// damaged one is refused and closes its connection just like a small one.
+    @Test func largeRequestsAreDecodedOffTheEventLoop() async throws {
+        try await withConsensusServer(backend: MemoryConsensus(), token: Self.token) { address in
+            let c = try await Self.authenticated(address)
+            let big = VersionedData(seqno: SeqNo(1), data: Array(repeating: 3, count: 200 << 10))
+            try await c.send(.compareAndSet(key: "big", expected: nil, new: big), id: 7)
+            let answer = try #require(try await c.response())
+            #expect(answer.id == 7 && answer.response == .compareAndSet(.committed))
+            var damaged = ConsensusRPC.encode(
+                request: .compareAndSet(key: "big", expected: SeqNo(1), new: VersionedData(seqno: SeqNo(2), data: big.data)), id: 8)
+            damaged[damaged.count / 2] ^= 0x10
+            try await c.send(damaged)
+            try Self.expectRefusal(try await c.response(), id: 8, mentioning: "malformed request")
+            #expect(try await c.isClosedByServer())
+            try await Self.stillServes(address)
+        }
+    }
+
     /// A well-formed frame with an op this server does not know (a newer client, say) is
     /// answered with an error under its own id, and the connection goes on.
     @Test func unknownOpsAreAnsweredAndTheConnectionContinues() async throws {
