@@ -72,8 +72,11 @@ let package = Package(
         // The Blob/Consensus conformance suites, shared by every backend's tests
         // (later: remote, Postgres and S3). Framework-free: checks throw on failure.
         .target(
-            name: "PersistConformance", dependencies: ["PersistCore", "PersistLocation"],
+            name: "PersistConformance", dependencies: ["PersistCore", "PersistLocation", "CSpawn"],
             swiftSettings: strict),
+        // A C shim for posix_spawn's close-from file action (not visible to Swift), so
+        // processes started by tests and tools inherit none of the parent's sockets.
+        .target(name: "CSpawn"),
 
         // The shard layer: state machine, CaS loop, handles, batches, maintenance.
         .target(
@@ -114,7 +117,7 @@ let package = Package(
         .target(
             name: "PersistS3",
             dependencies: [
-                "PersistCore", "PersistLocation",
+                "PersistCore", "PersistCodec", "PersistLocation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CSpawn
 import Foundation
 
 /// A server executable started by a test (the `consensus` or `blob-store` process), so
@@ -185,6 +186,13 @@ public struct SpawnedServer: Sendable {
             posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         } else {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        // Without this the child would inherit every socket this process has open (NIO
+        // does not open them close-on-exec): a connection a test server closes would stay
+        // open in the child, and its peer would never see the end.
+        let closing = cspawn_add_close_from(&actions, 3)
+        guard closing == 0 else {
+            throw ConformanceFailure("cannot ask posix_spawn to close inherited descriptors: errno \(closing)")
         }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }

@@ -54,6 +54,28 @@ public final class S3Blob: Blob {
         case virtualHost
     }
 
+    /// How a PutObject body is protected against damage between this client and the
+    /// stored object. Either way the server refuses a damaged body (`BadDigest` or
+    /// `XAmzContentSHA256Mismatch`, a determinate `corruption` error) and stores nothing.
+    public enum PayloadIntegrity: Hashable, Sendable {
+        /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` and `x-amz-checksum-crc32c` (base64 of
+        /// the big-endian CRC32C of the body), one fast pass over the body. The signature
+        /// covers the checksum header, so the checksum cannot be replaced, and CRC32C
+        /// detects accidental damage (any burst of up to 32 bits, and all but about one in
+        /// 4 billion other corruptions); it is not a cryptographic hash, so it does not stop
+        /// someone who can rewrite traffic from substituting a body with the same CRC. S3
+        /// accepts this form (the AWS SDKs send it over HTTPS, where TLS rules that out), as
+        /// does our blob-store, whose clients reach it over loopback, a Unix socket or a
+        /// private network.
+        case crc32c
+        /// The body's SHA-256 as the signed `x-amz-content-sha256`, plus `Content-MD5`: the
+        /// body is bound to the signature. About four times the client CPU of `.crc32c`
+        /// (SHA-256 and MD5 over every byte instead of CRC32C), and a SHA-256 more on the
+        /// server; for plain HTTP over a network that is not trusted, or services that
+        /// demand `Content-MD5` or a signed payload.
+        case sha256AndMD5
+    }
+
     /// Everything an `S3Blob` needs to reach its bucket.
     public struct Configuration: Sendable {
         /// Where the server listens.
@@ -80,12 +102,15 @@ public final class S3Blob: Blob {
         public var requestTimeout: Duration
         /// `max-keys` of each ListObjectsV2 page; nil lets the server choose (1000 on S3).
         public var listPageSize: Int?
+        /// How PutObject bodies are protected in transit.
+        public var payloadIntegrity: PayloadIntegrity
 
         /// A configuration; `maxConnections` is at least 1.
         public init(
             endpoint: Endpoint, bucket: String, prefix: String = "", region: String = "us-east-1", credentials: S3Credentials,
             addressing: Addressing = .pathStyle, hostHeader: String? = nil, maxConnections: Int = 8,
-            connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), listPageSize: Int? = nil
+            connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), listPageSize: Int? = nil,
+            payloadIntegrity: PayloadIntegrity = .crc32c
         ) {
             self.endpoint = endpoint
             self.bucket = bucket
@@ -98,6 +123,7 @@ public final class S3Blob: Blob {
             self.connectTimeout = connectTimeout
             self.requestTimeout = requestTimeout
             self.listPageSize = listPageSize
+            self.payloadIntegrity = payloadIntegrity
         }
 
         /// The configuration of a parsed `s3://` location. Throws `invalidArgument` for an
@@ -165,7 +191,8 @@ public final class S3Blob: Blob {
         self.configuration = configuration
         self.builder = S3RequestBuilder(
             bucket: configuration.bucket, region: configuration.region, credentials: configuration.credentials,
-            pathStyle: configuration.addressing == .pathStyle, host: configuration.effectiveHostHeader)
+            pathStyle: configuration.addressing == .pathStyle, host: configuration.effectiveHostHeader,
+            payloadIntegrity: configuration.payloadIntegrity)
         self.group = group
         self.logger = logger
         self.now = now
@@ -196,7 +223,8 @@ public final class S3Blob: Blob {
         return try S3ResponseMapping.object(try await perform(operation), operation: operation)
     }
 
-    /// PutObject with `Content-MD5` and the payload's SHA-256 signed, so a damaged body is refused.
+    /// PutObject with the body's checksum (see `PayloadIntegrity`), so a damaged body is
+    /// refused rather than stored.
     public func set(_ key: String, _ value: [UInt8]) async throws(StorageError) {
         let operation = S3Operation.putObject(key: configuration.keyPrefix + key, body: value)
         try S3ResponseMapping.done(try await perform(operation), operation: operation)

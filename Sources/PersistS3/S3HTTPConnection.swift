@@ -64,11 +64,30 @@ final class S3HTTPClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     private struct Pending {
         var promise: EventLoopPromise<S3HTTPResponse>
         var timeout: Scheduled<Void>
+        /// Whether the request was a HEAD, whose answer announces a length it does not send.
+        var isHead: Bool
         var head: HTTPResponseHead?
-        var body: ByteBuffer
+        /// Collected straight into the array the caller gets: one copy per byte.
+        var body: [UInt8]
     }
 
+    /// The most a response's `Content-Length` reserves up front; a longer body still
+    /// arrives, growing the array as it goes.
+    static let maxReservation = 1 << 30
+
+    /// Request bodies are written in pieces of this size, each copied into a buffer only
+    /// when the connection can take it: sending starts with the first piece, and the
+    /// buffers stay few and are reused rather than one as large as the body.
+    static let pieceBytes = 256 << 10
+    /// Pieces written per turn of the event loop, which then reads (an early answer) and
+    /// serves its other channels before going on.
+    static let piecesPerTurn = 4
+
     private var pending: Pending?
+    /// The request body and how much of it has been written, until all of it has.
+    private var outgoing: (body: [UInt8], offset: Int)?
+    /// Set while `writeBody` runs, which a flush can re-enter through a writability change.
+    private var writingBody = false
     private var context: ChannelHandlerContext?
     private var closedReason: String?
 
@@ -93,14 +112,51 @@ final class S3HTTPClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         let this = NIOLoopBound(self, eventLoop: context.eventLoop)
         let timeout = context.eventLoop.scheduleTask(deadline: deadline) { this.value.deadlinePassed() }
-        pending = Pending(promise: promise, timeout: timeout, head: nil, body: context.channel.allocator.buffer(capacity: 0))
+        pending = Pending(promise: promise, timeout: timeout, isHead: request.method == "HEAD", head: nil, body: [])
         var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !request.body.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: request.body)))), promise: nil)
+        outgoing = (request.body, 0)
+        writeBody(context)
+    }
+
+    /// Writes body pieces while the channel is writable, then the end of the request.
+    private func writeBody(_ context: ChannelHandlerContext) {
+        guard !writingBody, var out = outgoing else { return }
+        writingBody = true
+        defer { writingBody = false }
+        var pieces = 0
+        while out.offset < out.body.count, context.channel.isWritable {
+            if pieces == Self.piecesPerTurn {
+                let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.execute { this.value.continueBody() }
+                return
+            }
+            pieces += 1
+            let start = out.offset
+            let end = min(start + Self.pieceBytes, out.body.count)
+            let piece = out.body.withUnsafeBytes { all in
+                context.channel.allocator.buffer(bytes: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+            }
+            out.offset = end
+            outgoing = out
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(piece))), promise: nil)
+            // A failed write fails the request (and clears `outgoing`) before returning.
+            guard outgoing != nil else { return }
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if out.offset == out.body.count {
+            outgoing = nil
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    private func continueBody() {
+        if let context { writeBody(context) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { writeBody(context) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -115,10 +171,14 @@ final class S3HTTPClientHandler: ChannelInboundHandler, RemovableChannelHandler 
             // Interim 1xx answers (100 Continue) precede the real one.
             if head.status.code >= 100 && head.status.code < 200 { return }
             p.head = head
+            pending = nil  // so that the reservation does not copy a shared array
+            if !p.isHead, let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > 0 {
+                p.body.reserveCapacity(min(length, Self.maxReservation))
+            }
             pending = p
-        case .body(var chunk):
-            pending = nil  // avoid a copy of the body buffer while appending
-            p.body.writeBuffer(&chunk)
+        case .body(let chunk):
+            pending = nil  // avoid a copy of the body array while appending
+            chunk.withUnsafeReadableBytes { p.body.append(contentsOf: $0) }
             pending = p
         case .end:
             pending = nil
@@ -128,12 +188,15 @@ final class S3HTTPClientHandler: ChannelInboundHandler, RemovableChannelHandler 
                 context.close(promise: nil)
                 return
             }
-            let keepAlive = head.isKeepAlive
+            // An answer before the whole request was sent (a refusal): the rest of the body
+            // will not follow, so the connection cannot carry another request.
+            let keepAlive = head.isKeepAlive && outgoing == nil
+            outgoing = nil
             let response = S3HTTPResponse(
                 status: Int(head.status.code), headers: head.headers.map { (name: $0.name, value: $0.value) },
-                body: Array(buffer: p.body), keepAlive: keepAlive)
+                body: p.body, keepAlive: keepAlive)
             if !keepAlive {
-                closedReason = "the server asked to close the connection"
+                closedReason = "the server asked to close the connection, or answered before the request was sent"
                 context.close(promise: nil)
             }
             p.promise.succeed(response)
@@ -161,6 +224,7 @@ final class S3HTTPClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func fail(_ failure: S3TransportFailure) {
+        outgoing = nil
         guard let p = pending else { return }
         pending = nil
         p.timeout.cancel()

@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import PersistCodec
 
 /// One S3 call of the subset `S3Blob` makes. `key` and `prefix` are the full object names
 /// (the location's key prefix already prepended).
@@ -60,6 +62,8 @@ struct S3RequestBuilder: Sendable {
     var pathStyle: Bool
     /// The `Host` header: the endpoint's authority (virtual-host style prepends the bucket).
     var host: String
+    /// How PutObject bodies are protected.
+    var payloadIntegrity: S3Blob.PayloadIntegrity = .crc32c
 
     /// The request-target path of an object: `/bucket/<key>` (path style) or `/<key>`,
     /// the key encoded with S3's rules (every byte but unreserved characters and `/`).
@@ -78,6 +82,7 @@ struct S3RequestBuilder: Sendable {
         var target: String
         var headers: [(name: String, value: String)] = [(name: "Host", value: host)]
         var body: [UInt8] = []
+        var payloadHash = SigV4.emptyPayloadHash
         switch operation {
         case .getObject(let key):
             target = objectPath(key)
@@ -92,7 +97,15 @@ struct S3RequestBuilder: Sendable {
             target = objectPath(key)
             body = bytes
             headers.append((name: "Content-Length", value: String(bytes.count)))
-            headers.append((name: "Content-MD5", value: SigV4.contentMD5(bytes)))
+            switch payloadIntegrity {
+            case .crc32c:
+                payloadHash = SigV4.unsignedPayload
+                headers.append((name: "x-amz-checksum-crc32c", value: Self.crc32cBase64(bytes)))
+            case .sha256AndMD5:
+                let digests = Self.sha256AndMD5(bytes)
+                payloadHash = SigV4.hex(digests.sha256)
+                headers.append((name: "Content-MD5", value: Data(digests.md5).base64EncodedString()))
+            }
             headers.append((name: "Content-Type", value: "application/octet-stream"))
         case .listObjectsV2(let prefix, let token, let maxKeys):
             var query = ["list-type=2", "encoding-type=url", "prefix=" + SigV4.uriEncode(prefix, encodeSlash: true)]
@@ -100,7 +113,6 @@ struct S3RequestBuilder: Sendable {
             if let maxKeys { query.append("max-keys=\(maxKeys)") }
             target = bucketPath + "?" + query.joined(separator: "&")
         }
-        let payloadHash = body.isEmpty ? SigV4.emptyPayloadHash : SigV4.sha256Hex(body)
         let unsigned = SigV4Request(method: method, target: target, headers: headers)
         for (name, value) in SigV4.sign(
             request: unsigned, credentials: credentials, region: region, service: "s3", date: date, payloadHash: payloadHash)
@@ -108,5 +120,27 @@ struct S3RequestBuilder: Sendable {
             headers.append((name: name, value: value))
         }
         return S3HTTPRequest(method: method, target: target, headers: headers, body: body)
+    }
+
+    /// The `x-amz-checksum-crc32c` value of `bytes`: the base64 of the big-endian CRC32C.
+    static func crc32cBase64(_ bytes: [UInt8]) -> String {
+        withUnsafeBytes(of: CRC32C.checksum(bytes).bigEndian) { Data($0).base64EncodedString() }
+    }
+
+    /// The SHA-256 and MD5 of `bytes`, computed in one pass: each piece is fed to both
+    /// hashes while it is still in the cache.
+    static func sha256AndMD5(_ bytes: [UInt8]) -> (sha256: [UInt8], md5: [UInt8]) {
+        var sha256 = SHA256()
+        var md5 = Insecure.MD5()
+        bytes.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let piece = UnsafeRawBufferPointer(rebasing: all[offset..<min(offset + 64 * 1024, all.count)])
+                sha256.update(bufferPointer: piece)
+                md5.update(bufferPointer: piece)
+                offset += piece.count
+            }
+        }
+        return (Array(sha256.finalize()), Array(md5.finalize()))
     }
 }

@@ -68,14 +68,28 @@ struct BlobStoreFileInfo: Hashable, Sendable {
 
     var modified: Date { Date(timeIntervalSince1970: Double(modifiedNanos) / 1e9) }
 
-    /// Stats the file holding `key` in `bucket`; nil if there is none.
-    static func of(_ key: String, in bucket: FileBlob) -> BlobStoreFileInfo? {
-        let path = bucket.root + "/" + FileBlobPath.relativePath(for: key)
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        return BlobStoreFileInfo(
+    init(inode: UInt64, size: Int, modifiedNanos: Int64) {
+        self.inode = inode
+        self.size = size
+        self.modifiedNanos = modifiedNanos
+    }
+
+    init(_ st: stat) {
+        self.init(
             inode: UInt64(st.st_ino), size: Int(st.st_size),
             modifiedNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// The path of the file holding `key` in `bucket`.
+    static func path(of key: String, in bucket: FileBlob) -> String {
+        bucket.root + "/" + FileBlobPath.relativePath(for: key)
+    }
+
+    /// Stats the file holding `key` in `bucket`; nil if there is none.
+    static func of(_ key: String, in bucket: FileBlob) -> BlobStoreFileInfo? {
+        var st = stat()
+        guard stat(path(of: key, in: bucket), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return BlobStoreFileInfo(st)
     }
 }
 

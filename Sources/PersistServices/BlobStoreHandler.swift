@@ -1,15 +1,35 @@
 import Crypto
 import Foundation
 import Metrics
+import NIOCore
 import PersistCore
 import PersistLocation
 import PersistS3
+
+/// What a response carries after its head.
+enum BlobStoreResponseBody: Sendable {
+    /// Bytes in memory (XML documents).
+    case bytes(ByteBuffer)
+    /// `range` of an object's file, read piece by piece as it is sent, so that an object
+    /// is never held in memory whole.
+    case file(BlobStoreObjectFile, range: Range<Int>)
+
+    static let empty = BlobStoreResponseBody.bytes(ByteBuffer())
+
+    /// The number of bytes sent.
+    var count: Int {
+        switch self {
+        case .bytes(let buffer): buffer.readableBytes
+        case .file(_, let range): range.count
+        }
+    }
+}
 
 /// A response of the blob-store, before it is put on the wire.
 struct BlobStoreResponse: Sendable {
     var status: Int
     var headers: [(name: String, value: String)] = []
-    var body: ArraySlice<UInt8> = []
+    var body = BlobStoreResponseBody.empty
     /// The Content-Length to announce when it differs from the body sent (HEAD).
     var announcedLength: Int?
     /// Close the connection after this response.
@@ -55,7 +75,8 @@ struct BlobStoreMetrics: Sendable {
 
 /// The S3 semantics of the blob-store over its buckets: deciding whether a request may
 /// run (routing, SigV4, bucket existence, body plan) and running it. Knows nothing of
-/// NIO: the connection shell hands it request heads and complete bodies.
+/// channels: the connection shell hands it request heads and complete bodies, and sends
+/// the bodies it answers with (bytes, or a range of an open object file).
 struct BlobStoreHandler: Sendable {
     let configuration: BlobStoreConfiguration
     let buckets: BlobStoreBuckets
@@ -113,7 +134,7 @@ struct BlobStoreHandler: Sendable {
     /// failures become `InternalError` (a client retries those; for a PUT the object may
     /// or may not have been written, which a retry makes right).
     func execute(
-        _ request: BlobStorePreparedRequest, body: (object: [UInt8], md5: [UInt8])?, rangeHeader: String?, requestID: String
+        _ request: BlobStorePreparedRequest, body: (object: [UInt8], md5: BlobStoreObjectMD5)?, rangeHeader: String?, requestID: String
     ) async throws(BlobStoreError) -> BlobStoreResponse {
         switch request.operation {
         case .listBuckets:
@@ -128,8 +149,12 @@ struct BlobStoreHandler: Sendable {
         case .putObject(let name, let key):
             guard let body else { throw .internalError("No body was received.") }
             let blob = try bucket(request)
-            try await storage { () async throws(StorageError) in try await blob.set(key, body.object) }
-            let etag = BlobStoreETagCache.etag(md5: body.md5)
+            let (object, md5) = body
+            // Every declared digest was verified already and nothing stored depends on the
+            // ETag's MD5, so whatever is left of it runs beside the write and its fsync.
+            async let digest = md5.digest(of: object)
+            try await storage { () async throws(StorageError) in try await blob.set(key, object) }
+            let etag = BlobStoreETagCache.etag(md5: await digest)
             if let file = BlobStoreFileInfo.of(key, in: blob) { etags.remember(bucket: name, key: key, file: file, etag: etag) }
             return BlobStoreResponse(status: 200, headers: [("ETag", etag)])
         case .getObject(let name, let key):
@@ -161,22 +186,30 @@ struct BlobStoreHandler: Sendable {
     private func get(
         _ bucketName: String, _ key: String, in blob: FileBlob, range: String?, head: Bool, requestID: String
     ) async throws(BlobStoreError) -> BlobStoreResponse {
-        // HEAD answers from the ETag cache when it can, without reading the object.
+        // HEAD answers from the ETag cache when it can, without opening the object.
         if head, let file = BlobStoreFileInfo.of(key, in: blob), let etag = etags.etag(bucket: bucketName, key: key, file: file) {
-            return objectResponse(size: file.size, etag: etag, modified: file.modified, range: range, head: true, bytes: [], requestID: requestID)
+            return objectResponse(size: file.size, etag: etag, modified: file.modified, range: range, body: nil, requestID: requestID)
         }
-        guard let bytes = try await storage({ () async throws(StorageError) in try await blob.get(key) }) else {
-            throw .noSuchKey
+        let opened = try await storage { () async throws(StorageError) in try await BlobStoreObjectFile.open(key, in: blob) }
+        guard let file = opened else { throw .noSuchKey }
+        // The ETag is the MD5 of the whole object, a pass over all of it: taken from the
+        // cache when it was computed for this very file (as after a PutObject here).
+        let etag: String
+        if let cached = etags.etag(bucket: bucketName, key: key, file: file.info) {
+            etag = cached
+        } else {
+            etag = BlobStoreETagCache.etag(md5: try await storage { () async throws(StorageError) in try await file.md5() })
+            etags.remember(bucket: bucketName, key: key, file: file.info, etag: etag)
         }
-        let etag = BlobStoreETagCache.etag(md5: Array(Insecure.MD5.hash(data: bytes)))
-        let file = BlobStoreFileInfo.of(key, in: blob)
-        if let file, file.size == bytes.count { etags.remember(bucket: bucketName, key: key, file: file, etag: etag) }
         return objectResponse(
-            size: bytes.count, etag: etag, modified: file?.modified ?? now(), range: range, head: head, bytes: bytes, requestID: requestID)
+            size: file.info.size, etag: etag, modified: file.info.modified, range: range, body: head ? nil : file,
+            requestID: requestID)
     }
 
+    /// The answer for an object of `size` bytes; `body` is the open file for GetObject,
+    /// nil for HeadObject.
     private func objectResponse(
-        size: Int, etag: String, modified: Date, range: String?, head: Bool, bytes: [UInt8], requestID: String
+        size: Int, etag: String, modified: Date, range: String?, body: BlobStoreObjectFile?, requestID: String
     ) -> BlobStoreResponse {
         var response = BlobStoreResponse(status: 200)
         response.headers = [
@@ -185,15 +218,15 @@ struct BlobStoreHandler: Sendable {
         ]
         switch HTTPByteRange.resolve(range, size: size) {
         case .whole:
-            response.body = head ? [] : bytes[...]
+            if let body { response.body = .file(body, range: 0..<size) }
             response.announcedLength = size
         case .partial(let r):
             response.status = 206
             response.headers.append(("Content-Range", HTTPByteRange.contentRange(r, size: size)))
-            response.body = head ? [] : bytes[r]
+            if let body { response.body = .file(body, range: r.lowerBound..<(r.upperBound + 1)) }
             response.announcedLength = r.count
         case .unsatisfiable:
-            var error = BlobStoreResponse.error(.invalidRange, requestID: requestID, head: head)
+            var error = BlobStoreResponse.error(.invalidRange, requestID: requestID, head: body == nil)
             error.headers.append(("Content-Range", HTTPByteRange.unsatisfiedContentRange(size: size)))
             return error
         }
@@ -212,7 +245,7 @@ struct BlobStoreHandler: Sendable {
             continuationToken: query.continuationToken, nextContinuationToken: page.nextContinuationToken,
             startAfter: query.startAfter, delimiter: query.delimiter, encodingTypeURL: query.urlEncoded, contents: contents,
             commonPrefixes: page.commonPrefixes)
-        return BlobStoreResponse(status: 200, headers: [("Content-Type", "application/xml")], body: S3XML.render(result)[...])
+        return BlobStoreResponse(status: 200, headers: [("Content-Type", "application/xml")], body: .bytes(ByteBuffer(bytes: S3XML.render(result))))
     }
 }
 
@@ -226,7 +259,8 @@ extension BlobStoreResponse {
             return response
         }
         response.headers = [("Content-Type", "application/xml")]
-        response.body = S3XML.render(S3ErrorDocument(code: error.code, message: error.message, key: key, requestID: requestID))[...]
+        response.body = .bytes(
+            ByteBuffer(bytes: S3XML.render(S3ErrorDocument(code: error.code, message: error.message, key: key, requestID: requestID))))
         return response
     }
 }

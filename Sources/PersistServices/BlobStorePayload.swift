@@ -341,14 +341,17 @@ struct AWSChunkedDecoder {
 
 /// Receives a PutObject body according to a `BlobStorePayloadPlan`: decodes the framing,
 /// enforces the size limit as bytes arrive (so an oversized upload is refused without
-/// being buffered), collects the object bytes, and at the end verifies every declared
-/// digest. Also computes the object's MD5, its ETag.
+/// being buffered), collects the object bytes into one buffer, and at the end verifies
+/// every declared digest. Each digest is computed once, piece by piece as the body
+/// arrives (while the piece is in the cache). The MD5, which is also the object's ETag,
+/// is computed here only when `Content-MD5` must be checked before storing (see
+/// `BlobStoreObjectMD5` for the other cases).
 struct BlobStoreBodyReceiver {
     let plan: BlobStorePayloadPlan
     let maxObjectSize: Int
     private var decoder: AWSChunkedDecoder?
     private(set) var object: [UInt8] = []
-    private var md5 = Insecure.MD5()
+    private var md5: Insecure.MD5?
     private var sha256: SHA256?
     private var headerChecksum: BlobStoreChecksum?
     private var trailerChecksum: BlobStoreChecksum?
@@ -359,12 +362,16 @@ struct BlobStoreBodyReceiver {
         self.plan = plan
         self.maxObjectSize = maxObjectSize
         decoder = plan.chunked ? AWSChunkedDecoder() : nil
+        md5 = plan.expectedMD5 == nil ? nil : Insecure.MD5()
         sha256 = plan.expectedSHA256 == nil ? nil : SHA256()
         headerChecksum = plan.headerChecksum.map(BlobStoreChecksum.init)
         trailerChecksum = plan.trailerChecksum.map(BlobStoreChecksum.init)
-        // Reserve what the client declared, but never trust it for more than a modest
-        // amount: the limit is enforced on what actually arrives.
-        object.reserveCapacity(min(plan.declaredLength ?? 0, 16 << 20))
+        // Reserve what the client declared, so that the object is assembled in one buffer
+        // and never copied to grow it. The request is authenticated by now and the length
+        // is within maxObjectSize (the plan checked); a reservation only takes address
+        // space, whose pages are committed as bytes arrive, and the limit is enforced on
+        // what actually arrives.
+        object.reserveCapacity(min(plan.declaredLength ?? 0, maxObjectSize))
     }
 
     /// Takes the next piece of the raw body.
@@ -386,14 +393,15 @@ struct BlobStoreBodyReceiver {
             throw .incompleteBody("The body is longer than the declared length of \(declared) bytes.")
         }
         object.append(contentsOf: piece)
-        md5.update(bufferPointer: piece)
+        md5?.update(bufferPointer: piece)
         sha256?.update(bufferPointer: piece)
         headerChecksum?.update(piece)
         trailerChecksum?.update(piece)
     }
 
-    /// Verifies the complete body; returns the object and its MD5 digest.
-    mutating func finish() throws(BlobStoreError) -> (object: [UInt8], md5: [UInt8]) {
+    /// Verifies the complete body; returns the object, and its MD5 digest if it was
+    /// computed (when `Content-MD5` was given).
+    mutating func finish() throws(BlobStoreError) -> (object: [UInt8], md5: [UInt8]?) {
         var trailers: [(name: String, value: String)] = []
         if let decoder {
             try decoder.finish()
@@ -402,7 +410,7 @@ struct BlobStoreBodyReceiver {
         if let declared = plan.declaredLength, object.count != declared {
             throw .incompleteBody("You did not provide the number of bytes specified (\(declared)); got \(object.count).")
         }
-        let md5Digest = Array(md5.finalize())
+        let md5Digest = md5.map { Array($0.finalize()) }
         if let expected = plan.expectedMD5, expected != md5Digest { throw .badDigest }
         if let expected = plan.expectedSHA256, let sha256, Array(sha256.finalize()) != expected { throw .contentSHA256Mismatch }
         if let checksum = headerChecksum, let expected = plan.headerChecksumValue, checksum.digest() != expected {
@@ -420,5 +428,12 @@ struct BlobStoreBodyReceiver {
         let result = object
         object = []
         return (result, md5Digest)
+    }
+
+    /// The MD5 digest of `object`.
+    static func md5(of object: [UInt8]) -> [UInt8] {
+        var md5 = Insecure.MD5()
+        object.withUnsafeBytes { md5.update(bufferPointer: $0) }
+        return Array(md5.finalize())
     }
 }

@@ -35,8 +35,8 @@ public struct BlobStoreService: Service {
     /// Bodies of refused requests up to this size are read and dropped so that the
     /// connection can be reused; larger ones close the connection instead.
     static let drainLimit = 8 << 20
-    /// Response bodies are written in pieces of this size, so that a slow reader holds
-    /// back the writer rather than piling up copies.
+    /// Objects are read and sent in pieces of this size, so that a slow reader holds back
+    /// the reads and an object is never in memory whole.
     static let writeChunk = 1 << 20
 
     /// - Parameters:
@@ -190,7 +190,7 @@ struct BlobStoreConnectionServer: Sendable {
 
     /// What became of a PutObject body.
     enum BodyOutcome {
-        case received(object: [UInt8], md5: [UInt8])
+        case received(object: [UInt8], md5: BlobStoreObjectMD5)
         /// Refused; `reusable` says whether the request was read to its end.
         case refused(BlobStoreError, reusable: Bool)
         /// The client went away mid-body.
@@ -216,7 +216,7 @@ struct BlobStoreConnectionServer: Sendable {
             errorCode = error.code
         case .success(let request):
             op = request.operation.name
-            var body: (object: [UInt8], md5: [UInt8])?
+            var body: (object: [UInt8], md5: BlobStoreObjectMD5)?
             var refusal: BlobStoreError?
             if let plan = request.payload {
                 if Self.expectsContinue(head) {
@@ -264,9 +264,11 @@ struct BlobStoreConnectionServer: Sendable {
         return !final.close
     }
 
-    /// Reads a PutObject body through a `BlobStoreBodyReceiver`.
+    /// Reads a PutObject body through a `BlobStoreBodyReceiver`. The MD5 of a plain body
+    /// not checked against a `Content-MD5` is computed on another thread meanwhile.
     func receiveBody(_ plan: BlobStorePayloadPlan, parts: inout Parts) async throws -> BodyOutcome {
         var receiver = BlobStoreBodyReceiver(plan: plan, maxObjectSize: handler.configuration.maxObjectSize)
+        let background = plan.chunked || plan.expectedMD5 != nil ? nil : BlobStoreBackgroundMD5()
         while let part = try await parts.next() {
             switch part {
             case .head:
@@ -283,10 +285,13 @@ struct BlobStoreConnectionServer: Sendable {
                 }
                 // The rest of the body is not worth reading: close after answering.
                 if let failure { return .refused(failure, reusable: false) }
+                background?.update(buffer)
             case .end:
                 do throws(BlobStoreError) {
                     let received = try receiver.finish()
-                    return .received(object: received.object, md5: received.md5)
+                    let md5: BlobStoreObjectMD5 =
+                        if let digest = received.md5 { .known(digest) } else if let background { .pending(background) } else { .unknown }
+                    return .received(object: received.object, md5: md5)
                 } catch {
                     return .refused(error, reusable: true)
                 }
@@ -332,11 +337,21 @@ struct BlobStoreConnectionServer: Sendable {
         if response.close { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: response.status)
         try await outbound.write(.head(HTTPResponseHead(version: version, status: status, headers: headers)))
-        var offset = response.body.startIndex
-        while offset < response.body.endIndex {
-            let end = min(offset + BlobStoreService.writeChunk, response.body.endIndex)
-            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body[offset..<end]))))
-            offset = end
+        switch response.body {
+        case .bytes(let buffer):
+            if buffer.readableBytes > 0 { try await outbound.write(.body(.byteBuffer(buffer))) }
+        case .file(let file, let range):
+            // Piece by piece: each is read while the one before is being sent, and the
+            // writer waits while the connection is not writable, so a slow reader holds
+            // back the reads. A failure after the head leaves the answer short of its
+            // Content-Length: the thrown error closes the connection, as it must.
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let end = min(offset + BlobStoreService.writeChunk, range.upperBound)
+                let piece = try await file.read(offset..<end)
+                try await outbound.write(.body(.byteBuffer(piece)))
+                offset = end
+            }
         }
         try await outbound.write(.end(nil))
         metrics.sentBytes.increment(by: response.body.count)

@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import NIOCore
 import PersistCore
 import PersistLocation
 import PersistS3
@@ -189,6 +191,67 @@ import Testing
             }
             return try receiver.finish().object
         }
+    }
+
+    @Test func theMD5IsComputedOnceWhereItIsNeeded() throws {
+        let data = Array("hello".utf8)
+        let md5 = Array(Insecure.MD5.hash(data: data))
+        // Checked against Content-MD5: computed while receiving.
+        var checked = BlobStoreBodyReceiver(plan: try plan(["content-md5": "XUFAKrxLKna5cZ2REBfFkg=="]).get(), maxObjectSize: 100)
+        data.withUnsafeBytes { try? checked.receive($0) }
+        let withMD5 = try checked.finish()
+        #expect(withMD5.object == data && withMD5.md5 == md5)
+        // Otherwise left to the caller.
+        var plain = BlobStoreBodyReceiver(plan: try plan(["content-length": "5"]).get(), maxObjectSize: 100)
+        data.withUnsafeBytes { try? plain.receive($0) }
+        let withoutMD5 = try plain.finish()
+        #expect(withoutMD5.object == data && withoutMD5.md5 == nil)
+        #expect(BlobStoreBodyReceiver.md5(of: data) == md5)
+    }
+
+    @Test func backgroundMD5MatchesWhateverTheBuffers() async {
+        var rng = SeededGenerator(seed: 11)
+        let data = (0..<(3 * BlobStoreBackgroundMD5.batchBytes + 777)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let expected = Array(Insecure.MD5.hash(data: data))
+        for pieceSize in [1 << 16, 100_003, BlobStoreBackgroundMD5.batchBytes, data.count] {
+            let hasher = BlobStoreBackgroundMD5()
+            var offset = 0
+            while offset < data.count {
+                let end = min(offset + pieceSize, data.count)
+                hasher.update(ByteBuffer(bytes: data[offset..<end]))
+                offset = end
+            }
+            #expect(await hasher.digest() == expected, "pieces of \(pieceSize)")
+            #expect(await BlobStoreObjectMD5.pending(BlobStoreBackgroundMD5()).digest(of: []) == Array(Insecure.MD5.hash(data: [UInt8]())))
+        }
+        #expect(await BlobStoreObjectMD5.unknown.digest(of: data) == expected)
+        #expect(await BlobStoreObjectMD5.known([1, 2]).digest(of: data) == [1, 2])
+    }
+
+    @Test func objectFilesReadRangesAndHashInPieces() async throws {
+        let directory = BlobStoreTestDirectory("object-file")
+        defer { directory.remove() }
+        let bucket = try FileBlob(root: directory.path + "/bucket")
+        let data = (0..<(2 * BlobStoreObjectFile.pieceBytes + 5)).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        try await bucket.set("k/1", data)
+        let file = try #require(try await BlobStoreObjectFile.open("k/1", in: bucket))
+        #expect(file.info.size == data.count)
+        #expect(file.info == BlobStoreFileInfo.of("k/1", in: bucket))
+        #expect(try await file.md5() == Array(Insecure.MD5.hash(data: data)))
+        for range in [0..<0, 0..<1, 10..<100_000, (data.count - 3)..<data.count, 0..<data.count] {
+            let bytes = try await file.read(range)
+            #expect(Array(bytes.readableBytesView) == Array(data[range]), "\(range)")
+        }
+        // The open file stays whole when the key is replaced or removed meanwhile.
+        try await bucket.set("k/1", [1])
+        _ = try await bucket.delete("k/1")
+        #expect(Array(try await file.read(0..<data.count).readableBytesView) == data)
+        // Past the end is an error, not short data.
+        await #expect(throws: StorageError.self) { _ = try await file.read(data.count..<(data.count + 1)) }
+        #expect(try await BlobStoreObjectFile.open("k/1", in: bucket) == nil)
+        #expect(try await BlobStoreObjectFile.open("missing/deeper/than/any", in: bucket) == nil)
+        let long = String(repeating: "x", count: 3 * FileBlobPath.maxComponent)
+        #expect(try await BlobStoreObjectFile.open(long, in: bucket) == nil, "a long key's missing directories")
     }
 
     @Test func awsChunkedBodiesDecodeWhateverTheSplits() throws {

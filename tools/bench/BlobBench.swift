@@ -385,7 +385,8 @@ struct BlobBench {
             table.notes += [
                 "raw disk: write() + fdatasync per object file, read() back; FileBlob: temporary file, fsync, "
                     + "rename, directory fsync, in this process; blob-store: the same FileBlob in a server process, "
-                    + "reached with S3Blob over \(transport) (Content-MD5 and SHA-256 of every PUT body)",
+                    + "reached with S3Blob over \(transport) (every PUT body carries a CRC32C the server verifies; "
+                    + "the server computes the MD5 ETag)",
                 "conc: requests in flight; MB/s = the phase's bytes / its wall time; p50/p99: per-request latency",
                 "GET reads objects just written, so all three read from the page cache: GET compares software "
                     + "paths, not the disk",
