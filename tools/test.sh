@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs the whole test suite: a clean build that must have no
-# warnings in our own code, every Swift test, and a short fuzzing run of the decoders.
+# warnings in our own code, a short fuzzing run of the decoders, the history checker's
+# Python tests, and every Swift test.
 # Usage: tools/test.sh            (FUZZ_SECONDS=0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,14 @@ if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
     fi
     grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|fuzz-codec:)' "$log" || true
 fi
+
+echo "== python tests (tools/checker)"
+if ! python3 -m pytest -q -p no:cacheprovider tools/checker >"$log" 2>&1; then
+    cat "$log"
+    echo "the checker's tests failed" >&2
+    exit 1
+fi
+tail -n 1 "$log"
 
 echo "== swift test"
 status=0
