@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import PersistCodec
+import PersistConformance
 import PersistCore
 import PersistLocation
 import Synchronization
@@ -93,9 +94,11 @@ import Testing
         var totalAcks = 0
         for round in 0..<Self.rounds {
             let killAfter = Int.random(in: 1...400, using: &rng)
-            let t = try await Task.detached {
+            // The helper's output is read with blocking calls: on a thread of its own, so
+            // the cooperative pool other tests need is never held.
+            let t = try await SpawnedServer.offThread {
                 try Self.runAndKill(dir: dir.path, seed: UInt64(round), killAfterAcks: killAfter, segmentBytes: 16 << 10)
-            }.value
+            }
             #expect(t.errors.isEmpty, "helper reported \(t.errors)")
             totalAcks += t.ackCount
             for (k, s) in t.acked { acked[k] = max(acked[k] ?? 0, s) }

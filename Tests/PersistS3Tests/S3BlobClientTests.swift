@@ -300,7 +300,7 @@ final class FakeS3Handler: ChannelInboundHandler {
 
 @Suite struct S3BlobClientTests {
     static func blob(
-        _ fake: FakeS3, prefix: String = "", pageSize: Int? = nil, timeout: Duration = .seconds(20), connections: Int = 8,
+        _ fake: FakeS3, prefix: String = "", pageSize: Int? = nil, timeout: Duration = .seconds(120), connections: Int = 8,
         credentials: S3Credentials = FakeS3.credentials, addressing: S3Blob.Addressing = .pathStyle,
         integrity: S3Blob.PayloadIntegrity? = nil
     ) -> S3Blob {
