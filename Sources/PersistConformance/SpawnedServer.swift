@@ -134,7 +134,7 @@ public struct SpawnedServer: Sendable {
 
     /// Reaps `pid` once it ends, polling (blocking the calling thread) until `deadline`:
     /// its status as `wait` returns it, or nil if it is still running then.
-    static func reap(_ pid: pid_t, by deadline: ContinuousClock.Instant) -> Int32? {
+    public static func reap(_ pid: pid_t, by deadline: ContinuousClock.Instant) -> Int32? {
         var status: Int32 = 0
         var pause: UInt32 = 1_000
         while true {

@@ -168,19 +168,20 @@ func storeOperations(_ blob: some Blob, name: String) -> BlobTargetOperations {
 }
 
 /// A `blob-store` server process started for the benchmark, serving one bucket from a
-/// data directory of its own. It is registered with the cleanup registry, so an
-/// interrupt stops it too.
+/// data directory of its own, with generated credentials.
 struct BlobStoreProcess: Sendable {
     static let bucket = "bench"
 
-    let pid: pid_t
-    let endpoint: S3Blob.Endpoint
+    let server: BenchServer
     let credentials: S3Credentials
-    /// Sends SIGTERM, waits for the exit and fails unless the server exited 0.
-    let stop: @Sendable () throws(BenchError) -> Void
 
-    /// Unix socket paths longer than this do not fit `sockaddr_un` on every platform.
-    private static let maxSocketPathBytes = 100
+    var pid: pid_t { server.pid }
+    var endpoint: S3Blob.Endpoint {
+        switch server.endpoint {
+        case .tcp(let host, let port): .tcp(host: host, port: port)
+        case .unix(let path): .unix(path: path)
+        }
+    }
 
     /// Starts the server on `directory/blobs`, listening on loopback TCP (a port the
     /// kernel picks) or, with `unix`, on a socket. Objects up to `maxObjectBytes` are accepted.
@@ -193,56 +194,19 @@ struct BlobStoreProcess: Sendable {
             contents: Data("\(credentials.accessKeyID) \(credentials.secretAccessKey)\n".utf8),
             attributes: [.posixPermissions: 0o600])
         guard created else { throw BenchError("cannot write \(credentialsFile)") }
+        let server = try BenchServer.start(
+            name: "the blob-store server", executable: executable,
+            arguments: [
+                "--data-dir", "\(directory)/blobs", "--bucket", bucket, "--credentials-file", credentialsFile,
+                "--max-object-size", "\(maxObjectBytes)",
+            ],
+            directory: directory, unix: unix, socketName: "blob-store.sock", listener: "s3")
+        return BlobStoreProcess(server: server, credentials: credentials)
+    }
 
-        // The socket goes in the scratch directory unless that path would be too long.
-        let socketDirectory: String? =
-            unix && "\(directory)/blob-store.sock".utf8.count > maxSocketPathBytes
-            ? try System.makeScratchDirectory(under: "/tmp", prefix: "pbsock-") : nil
-        let socketPath = "\(socketDirectory ?? directory)/blob-store.sock"
-        let server: SpawnedServer
-        do {
-            server = try SpawnedServer.start(
-                executable: executable,
-                arguments: [
-                    "--data-dir", "\(directory)/blobs", "--bucket", bucket, "--credentials-file", credentialsFile,
-                    "--listen", unix ? "unix:\(socketPath)" : "127.0.0.1:0", "--metrics-listen", "off",
-                    "--log-level", "warning", "--max-object-size", "\(maxObjectBytes)",
-                ],
-                readyFile: "\(directory)/blob-store.ready", logPath: "\(directory)/blob-store.log")
-        } catch {
-            if let socketDirectory { System.removeTree(socketDirectory) }
-            throw BenchError("cannot start \(executable): \(error)")
-        }
-
-        let exitStatus = Mutex<Int32?>(nil)
-        let stopToken = cleanup.register("stop the blob-store server (pid \(server.pid))") {
-            server.signal(SIGTERM)
-            let status = server.wait()
-            exitStatus.withLock { $0 = status }
-            if let socketDirectory { System.removeTree(socketDirectory) }
-        }
-        let endpoint: S3Blob.Endpoint
-        if unix {
-            endpoint = .unix(path: socketPath)
-        } else {
-            do {
-                endpoint = try tcpEndpoint(try server.address("s3"))
-            } catch {
-                cleanup.run(stopToken)
-                throw BenchError("the blob-store server's ready file has no usable s3 address: \(error)")
-            }
-        }
-        return BlobStoreProcess(
-            pid: server.pid, endpoint: endpoint, credentials: credentials,
-            stop: { () throws(BenchError) in
-                cleanup.run(stopToken)
-                let status = exitStatus.withLock { $0 }
-                guard status == 0 else {
-                    throw BenchError(
-                        "the blob-store server (pid \(server.pid)) ended with status "
-                            + "\(status.map { "\($0)" } ?? "unknown") after SIGTERM:\n\(server.logTail())")
-                }
-            })
+    /// Sends SIGTERM, waits for the exit and fails unless the server exited 0.
+    func stop() throws(BenchError) {
+        try server.stop()
     }
 
     /// A client of the server with up to `connections` connections.
@@ -253,19 +217,7 @@ struct BlobStoreProcess: Sendable {
                 requestTimeout: .seconds(600)))
     }
 
-    /// Parses `host:port` as the server writes it in its ready file.
-    private static func tcpEndpoint(_ address: String) throws(BenchError) -> S3Blob.Endpoint {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            port > 0
-        else {
-            throw BenchError("'\(address)' is not host:port")
-        }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return .tcp(host: host, port: port)
-    }
-
-    /// `bytes` random bytes from the system generator, as lower-case hex.
+    /// `bytes` random bytes as hex, for generated credentials.
     private static func randomHex(_ bytes: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<bytes).map { _ in

@@ -115,81 +115,19 @@ struct OpenedConsensus: Sendable {
     /// The most connections a remote backend opens, whatever the writer count.
     static let maxConnections = 64
 
-    /// Unix socket paths longer than this do not fit `sockaddr_un` on every platform.
-    private static let maxSocketPathBytes = 100
-
     /// Starts a `consensus` server on `directory/log` and connects a `RemoteConsensus`
-    /// to it. The server is also registered with the cleanup registry, so an interrupt
-    /// stops it.
+    /// to it.
     private static func openRemote(unix: Bool, directory: String, connections: Int) throws(BenchError) -> OpenedConsensus {
-        let executable = try serverExecutable()
-        // The socket goes in the backend's directory unless that path would be too long,
-        // in which case it gets a short private directory of its own.
-        let socketDirectory: String? =
-            unix && "\(directory)/rpc.sock".utf8.count > maxSocketPathBytes
-            ? try System.makeScratchDirectory(under: "/tmp", prefix: "pbsock-") : nil
-        let socketPath = "\(socketDirectory ?? directory)/rpc.sock"
-        let listen = unix ? "unix:\(socketPath)" : "127.0.0.1:0"
-        let server: SpawnedServer
-        do {
-            server = try SpawnedServer.start(
-                executable: executable,
-                arguments: [
-                    "--data-dir", "\(directory)/log", "--listen", listen, "--metrics-listen", "off",
-                    "--log-level", "warning",
-                ],
-                readyFile: "\(directory)/ready", logPath: "\(directory)/consensus.log")
-        } catch {
-            if let socketDirectory { System.removeTree(socketDirectory) }
-            throw BenchError("cannot start \(executable): \(error)")
-        }
-
-        // Stopping is one action, run either by `close` or by an interrupt; it records
-        // the exit status for `close` to judge.
-        let exitStatus = Mutex<Int32?>(nil)
-        let stopToken = cleanup.register("stop the consensus server (pid \(server.pid))") {
-            server.signal(SIGTERM)
-            let status = server.wait()
-            exitStatus.withLock { $0 = status }
-            if let socketDirectory { System.removeTree(socketDirectory) }
-        }
-
-        let endpoint: RemoteConsensus.Endpoint
-        if unix {
-            endpoint = .unix(path: socketPath)
-        } else {
-            do {
-                endpoint = try tcpEndpoint(try server.address("rpc"))
-            } catch {
-                cleanup.run(stopToken)
-                throw BenchError("the consensus server's ready file has no usable rpc address: \(error)")
-            }
-        }
-        let client = RemoteConsensus(.init(endpoint: endpoint, connections: connections))
+        let server = try BenchServer.start(
+            name: "the consensus server", executable: try serverExecutable(), arguments: ["--data-dir", "\(directory)/log"],
+            directory: directory, unix: unix, socketName: "rpc.sock", listener: "rpc")
+        let client = RemoteConsensus(.init(endpoint: server.endpoint, connections: connections))
         return OpenedConsensus(
             consensus: client, counters: { nil },
             close: { () async throws(BenchError) in
                 await client.shutdown()
-                cleanup.run(stopToken)
-                let status = exitStatus.withLock { $0 }
-                guard status == 0 else {
-                    throw BenchError(
-                        "the consensus server (pid \(server.pid)) ended with status "
-                            + "\(status.map { "\($0)" } ?? "unknown") after SIGTERM:\n\(server.logTail())")
-                }
+                try server.stop()
             })
-    }
-
-    /// Parses `host:port` as the server writes it in its ready file.
-    private static func tcpEndpoint(_ address: String) throws(BenchError) -> RemoteConsensus.Endpoint {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            port > 0
-        else {
-            throw BenchError("'\(address)' is not host:port")
-        }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return .tcp(host: host, port: port)
     }
 
     /// The `consensus` executable built next to this one.

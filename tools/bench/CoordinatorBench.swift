@@ -167,7 +167,7 @@ struct CoordinatorBench {
     private func runMode(groupCommit: Bool, directory: String, values: [[UInt8]]) async throws(BenchError) -> ModeResult {
         print("group commit \(groupCommit ? "on" : "off"):", terminator: "")
         fflush(nil)
-        let process = try await CoordinatorProcess.start(directory: directory, groupCommit: groupCommit, tcp: settings.tcp)
+        let process = try CoordinatorProcess.start(directory: directory, groupCommit: groupCommit, tcp: settings.tcp)
         let client = TxnClient(.init(endpoint: process.endpoint))
         let result: ModeResult
         do {
@@ -175,11 +175,11 @@ struct CoordinatorBench {
         } catch {
             print("")
             await client.shutdown()
-            await process.stopQuietly()
+            process.stopQuietly()
             throw error
         }
         await client.shutdown()
-        try await process.stop()
+        try process.stop()
         return result
     }
 
