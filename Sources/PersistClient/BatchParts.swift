@@ -10,6 +10,11 @@ public enum FetchFilter: Hashable, Sendable {
     /// A snapshot as of `asOf`: updates after `asOf` are dropped and every remaining time
     /// becomes `asOf`, so the result accumulates to the collection's contents at `asOf`.
     case snapshot(asOf: Timestamp)
+    /// The history up to `asOf`: updates after `asOf` are dropped and the rest keep their
+    /// times (which are never below the shard's since, as compaction already advanced
+    /// them). It accumulates to the same contents as `snapshot` but still says when each
+    /// update happened.
+    case history(asOf: Timestamp)
     /// One step of a listen that started at `asOf` and has emitted everything before
     /// `lower`: keeps an update iff `asOf < t` and `lower <= t` (a compacted batch may
     /// overlap what was already emitted). Times are left as they are.
@@ -29,6 +34,8 @@ public enum FetchFilter: Hashable, Sendable {
             guard update.time <= asOf else { return false }
             update.time = asOf
             return true
+        case .history(let asOf):
+            return update.time <= asOf
         case .listen(let asOf, let lower):
             return asOf < update.time && lower.lessEqual(update.time)
         case .compaction(let since):

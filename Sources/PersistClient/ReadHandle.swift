@@ -127,20 +127,28 @@ public final class ReadHandle: Sendable {
 
     /// The parts that make up the shard's contents as of `asOf`. Requires
     /// `since <= asOf` (else `ReadError.sinceAdvanced`) and waits while `asOf >= upper`.
-    /// Each part holds a seqno lease until `release` is called for it.
-    public func snapshot(asOf: Timestamp) async throws -> [LeasedPart] {
+    /// Each part holds a seqno lease until `release` is called for it. With
+    /// `forwardTimes` false, fetched updates keep their own times (see
+    /// `FetchFilter.history`) instead of all reading as `asOf`.
+    public func snapshot(asOf: Timestamp, forwardTimes: Bool = true) async throws -> [LeasedPart] {
         try checkReadable(asOf: asOf, state: machine.current)
         let s = try await waitForUpper(beyond: asOf)
         try checkReadable(asOf: asOf, state: s)
         lease(s.seqno)
         return s.trace.batches.filter { $0.desc.lower.lessEqual(asOf) }.flatMap { b in
-            b.parts.map { LeasedPart(part: $0, batch: b.desc, filter: .snapshot(asOf: asOf), seqno: s.seqno) }
+            b.parts.map {
+                LeasedPart(
+                    part: $0, batch: b.desc, filter: forwardTimes ? .snapshot(asOf: asOf) : .history(asOf: asOf),
+                    seqno: s.seqno)
+            }
         }
     }
 
-    /// The shard's consolidated contents as of `asOf`, every time advanced to `asOf`.
-    public func snapshotAndFetch(asOf: Timestamp) async throws -> [Update] {
-        let parts = try await snapshot(asOf: asOf)
+    /// The shard's consolidated contents as of `asOf`, every time advanced to `asOf`; or,
+    /// with `forwardTimes` false, every update at or before `asOf` with its own time
+    /// (consolidated per key, value and time).
+    public func snapshotAndFetch(asOf: Timestamp, forwardTimes: Bool = true) async throws -> [Update] {
+        let parts = try await snapshot(asOf: asOf, forwardTimes: forwardTimes)
         let seqno = parts.first?.seqno
         defer { if let seqno { release(seqno) } }
         var out: [Update] = []

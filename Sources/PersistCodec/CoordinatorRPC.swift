@@ -127,6 +127,9 @@ public enum CoordinatorRequest: Hashable, Sendable {
     /// Answered by one `snapshot`, preceded by `updates` pieces when the contents are too
     /// large for one frame.
     case read(shard: ShardRef, asOf: Timestamp?)
+    /// Like `read`, but every update at or before `asOf` keeps the time it was committed
+    /// at (consolidated per key, value and time). Answered the same way.
+    case readHistory(shard: ShardRef, asOf: Timestamp?)
     /// Streams the shard's contents at `from` (nil: latest) and every later change, as
     /// `updates` and `progress` answers under this request's id, until `unsubscribe`.
     case subscribe(shard: ShardRef, from: Timestamp?)
@@ -224,6 +227,10 @@ public enum CoordinatorRPC {
                 w.writeU64(since)
             case .status:
                 w.writeU8(11)
+            case .readHistory(let shard, let asOf):
+                w.writeU8(12)
+                writeRef(&w, shard)
+                w.writeOptionalTimestamp(asOf)
             }
         }
     }
@@ -346,6 +353,7 @@ public enum CoordinatorRPC {
         case 9: request = .unsubscribe(requestID: try r.readU64("unsubscribe request id"))
         case 10: request = .compact(since: try r.readU64("compact since"))
         case 11: request = .status
+        case 12: request = .readHistory(shard: try readRef(&r), asOf: try r.readOptionalTimestamp("read history as of"))
         case let op: throw .invalidValue(field: "coordinator request op", reason: "unknown op \(op)")
         }
         try r.expectEnd(format)

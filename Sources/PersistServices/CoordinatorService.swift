@@ -126,11 +126,16 @@ public final class CoordinatorSession: RPCSession {
             } else {
                 reply(.done(at: 0), true)
             }
-        case .read(let shard, let asOf):
+        case .read(let shard, let asOf), .readHistory(let shard, let asOf):
             let coordinator = self.coordinator
+            let keepTimes: Bool
+            if case .readHistory = request { keepTimes = true } else { keepTimes = false }
             Task {
                 do throws(CoordinatorError) {
-                    let (ts, rows) = try await coordinator.read(shard, asOf: asOf)
+                    let (ts, rows) =
+                        keepTimes
+                        ? try await coordinator.readHistory(shard, asOf: asOf)
+                        : try await coordinator.read(shard, asOf: asOf)
                     // A large snapshot goes out in pieces (`updates`) of about 1 MiB, well
                     // under the frame limit and small enough that no single frame holds an
                     // event loop for long; the `snapshot` answer carries the rest.
@@ -224,7 +229,7 @@ public final class CoordinatorSession: RPCSession {
             case .commit(let writes, let at): return .committed(at: try await c.commit(writes, at: at))
             case .compact(let since): return .done(at: try await c.compact(since: since))
             case .status: return .status(try await c.status())
-            case .read, .subscribe, .unsubscribe:
+            case .read, .readHistory, .subscribe, .unsubscribe:
                 return .error(CoordinatorError(.badRequest, "streams are handled by the session"))
             }
         } catch {

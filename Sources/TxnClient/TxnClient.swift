@@ -83,7 +83,20 @@ public final class TxnClient: Sendable {
     /// A large snapshot arrives in several answers (each well under the RPC's frame
     /// limit), which this collects.
     public func read(_ shard: ShardRef, asOf: Timestamp? = nil) async throws -> (asOf: Timestamp, rows: [Update]) {
-        let (answers, _, _) = try await pool.stream(.read(shard: shard, asOf: asOf), timeout: configuration.requestTimeout) {
+        try await collect(.read(shard: shard, asOf: asOf))
+    }
+
+    /// Every update of the shard at or before `asOf` (nil: the latest committed time) with
+    /// the time it was committed at, consolidated per key, value and time: the order in
+    /// which rows arrived. Rows committed together (one transaction, or one group commit)
+    /// share a time.
+    public func readHistory(_ shard: ShardRef, asOf: Timestamp? = nil) async throws -> (asOf: Timestamp, rows: [Update]) {
+        try await collect(.readHistory(shard: shard, asOf: asOf))
+    }
+
+    /// Sends a read and gathers its pieces up to the final `snapshot` answer.
+    private func collect(_ request: CoordinatorRequest) async throws -> (asOf: Timestamp, rows: [Update]) {
+        let (answers, _, _) = try await pool.stream(request, timeout: configuration.requestTimeout) {
             response in
             switch response {
             case .snapshot, .error: true
@@ -206,6 +219,7 @@ public enum CoordinatorClientProtocol: RPCClientProtocol {
         case .forget: "forget"
         case .commit: "commit"
         case .read: "read"
+        case .readHistory: "read history"
         case .subscribe: "subscribe"
         case .unsubscribe: "unsubscribe"
         case .compact: "compact"

@@ -94,8 +94,8 @@ final class CoordinatorCore: Sendable {
     }
 
     /// Reads a prepared plan's shard at its time. Everything up to that time is applied,
-    /// so this waits on no one.
-    func fetch(_ prep: ReadPreparation) async throws(CoordinatorError) -> [Update] {
+    /// so this waits on no one. `forwardTimes` false keeps each update's own time.
+    func fetch(_ prep: ReadPreparation, forwardTimes: Bool = true) async throws(CoordinatorError) -> [Update] {
         let shard = prep.plan.dataID
         var attempt = 0
         while true {
@@ -105,7 +105,7 @@ final class CoordinatorCore: Sendable {
                 do {
                     _ = try await handles.unblocker.fetchRecentUpper()
                     try await DataSnapshot(prep.plan).unblockRead(handles.unblocker)
-                    return try await handles.reader.snapshotAndFetch(asOf: prep.asOf)
+                    return try await handles.reader.snapshotAndFetch(asOf: prep.asOf, forwardTimes: forwardTimes)
                 } catch ReadError.leaseExpired where attempt == 1 {
                     // The kept reader lapsed (or was released by a shutdown): one retry.
                     readers.withLock { r in if r[shard]?.reader === handles.reader { r[shard] = nil } }

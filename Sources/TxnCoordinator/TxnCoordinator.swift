@@ -202,6 +202,21 @@ public final class TxnCoordinator: Sendable {
         }
     }
 
+    /// Like `read`, but each update keeps the time it was committed at instead of reading
+    /// as `asOf` (a time below the shard's since reads as the since). This says in which
+    /// order the rows arrived, which a history checker needs; rows committed together
+    /// share a time. Same errors as `read`.
+    public func readHistory(_ shard: ShardRef, asOf: Timestamp?) async throws(CoordinatorError) -> (
+        asOf: Timestamp, rows: [Update]
+    ) {
+        try await measured(.read) { () async throws(CoordinatorError) in
+            try core.checkOpen()
+            let id = try await core.names.resolve(shard).id
+            let prep: ReadPreparation = try await core.submit { .prepareRead(id, asOf: asOf, $0) }
+            return (prep.asOf, try await core.fetch(prep, forwardTimes: false))
+        }
+    }
+
     /// Streams the shard's contents at `from` (nil: the latest committed time) and then
     /// every later change; see `CoordinatorSubscription`. Same errors as `read`.
     public func subscribe(_ shard: ShardRef, from: Timestamp?) async throws(CoordinatorError) -> CoordinatorSubscription {

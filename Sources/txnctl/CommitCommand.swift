@@ -112,6 +112,9 @@ struct ReadCommand: AsyncParsableCommand {
         help: ArgumentHelp("Read at this timestamp instead of the latest committed one.", valueName: "ts"))
     var asOf: Timestamp?
 
+    @Flag(help: "Show each row at the time it was committed instead of at the read's time.")
+    var history = false
+
     @Argument(help: ArgumentHelp("The shard to read, by name or id.", valueName: "shard"))
     var shard: String
 
@@ -121,7 +124,9 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ref = try ShardNames.ref(shard)
-        let (ts, rows) = try await global.withClient { try await $0.read(ref, asOf: asOf) }
+        let (ts, rows) = try await global.withClient { client in
+            history ? try await client.readHistory(ref, asOf: asOf) : try await client.read(ref, asOf: asOf)
+        }
         try Terminal.print(try Rendering.snapshot(shard: ref, asOf: ts, rows: rows, json: global.json))
     }
 }

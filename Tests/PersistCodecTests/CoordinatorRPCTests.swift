@@ -27,6 +27,8 @@ import Testing
             .commit(writes: [], at: .max),
             .read(shard: .name("a/b:c"), asOf: nil),
             .read(shard: .id(id), asOf: 12),
+            .readHistory(shard: .name("h"), asOf: nil),
+            .readHistory(shard: .id(id), asOf: 0),
             .subscribe(shard: .name("x"), from: 3),
             .unsubscribe(requestID: .max),
             .compact(since: 99),

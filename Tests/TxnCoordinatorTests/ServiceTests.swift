@@ -108,6 +108,16 @@ func keys(_ updates: [Update]) -> [String] {
                 #expect((e.nextUsable ?? 0) > t2)
             }
 
+            // A history read keeps each row's commit time; a plain read forwards them.
+            let history = try await txns.readHistory(.name("orders"), asOf: t2)
+            #expect(history.asOf == t2)
+            let timed = history.rows.map { (String(decoding: $0.key, as: UTF8.self), $0.time) }.sorted { $0.0 < $1.0 }
+            #expect(timed.map(\.0) == ["o1", "o2", "o3", "o4"])
+            #expect(timed.map(\.1) == [t1, t1, t1, t2])
+            let early = try await txns.readHistory(.name("orders"), asOf: t2 - 1)
+            #expect(early.rows.allSatisfy { $0.time == t1 } && early.rows.count == 3)
+            #expect(try await txns.read(.name("orders"), asOf: t2).rows.allSatisfy { $0.time == t2 })
+
             let status = try await txns.status()
             #expect(status.shards == 2 && status.registered == 2)
             #expect(status.upper > t2)
