@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs the whole test suite: a clean build that must have no
-# warnings in our own code, a short fuzzing run of the decoders, the history checker's
-# Python tests, and every Swift test.
-# Usage: tools/test.sh            (FUZZ_SECONDS=0 skips fuzzing)
+# warnings in our own code, a short fuzzing run of the decoders, the Python tests (history
+# checker, cluster launcher), every Swift test, and a crash test of the local cluster
+# (kill -9 and failpoints under load, two seeds, about two minutes).
+# Usage: tools/test.sh   (FUZZ_SECONDS=0 skips fuzzing; CRASH_SEEDS=1,2 and
+#                         CRASH_SECONDS=40 shape the crash test, CRASH_SEEDS=none skips it
+#                         and its self-test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -31,13 +34,22 @@ if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
     grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|fuzz-codec:)' "$log" || true
 fi
 
-echo "== python tests (tools/checker)"
-if ! python3 -m pytest -q -p no:cacheprovider tools/checker >"$log" 2>&1; then
+echo "== python tests (tools/checker, tools/cluster)"
+export TXNWAL_BIN_DIR="$PWD/.build/debug"
+if ! python3 -m pytest -q -p no:cacheprovider tools/checker tools/cluster >"$log" 2>&1; then
     cat "$log"
-    echo "the checker's tests failed" >&2
+    echo "the Python tests failed" >&2
     exit 1
 fi
 tail -n 1 "$log"
+
+echo "== crash test (tools/crashtest: kill -9 and failpoints under load, then checks)"
+if [ "${CRASH_SEEDS:-1,2}" != none ]; then
+    python3 tools/crashtest/crashtest.py --seeds "${CRASH_SEEDS:-1,2}" --duration "${CRASH_SECONDS:-40}" \
+        --bin-dir "$PWD/.build/debug"
+    # The crash test's own test: servers run with deliberate bugs, each must be caught.
+    python3 tools/crashtest/crashtest.py --self-test --duration 20 --bin-dir "$PWD/.build/debug"
+fi
 
 echo "== swift test"
 status=0

@@ -116,6 +116,7 @@ struct BlobStoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (logger, registry) = ServerProcess.bootstrap(label: "blob-store", logLevel: server.logLevel)
+        try FaultSwitches.prepare(logger: logger)
         let credentials: [String: String]
         do {
             credentials = try BlobStoreCredentialsFile.load(file: credentialsFile, environment: ProcessInfo.processInfo.environment)

@@ -68,6 +68,7 @@ struct ConsensusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (logger, registry) = ServerProcess.bootstrap(label: "consensus", logLevel: server.logLevel)
+        try FaultSwitches.prepare(logger: logger)
         let token: [UInt8]?
         do {
             token = try tokenFile.map(Backends.readToken)

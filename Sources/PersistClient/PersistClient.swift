@@ -11,6 +11,8 @@ import Synchronization
 /// state (one `ShardMachine` per shard). Any number of clients, in any number of
 /// processes, may use the same shards: compare-and-set keeps them correct.
 public final class PersistClient: Sendable {
+    /// The blob store, behind a memory of the small parts this client wrote
+    /// (`PersistConfig.ownPartsCacheBytes`).
     public let blob: any Blob
     public let consensus: any Consensus
     public let config: PersistConfig
@@ -27,13 +29,17 @@ public final class PersistClient: Sendable {
         clock: any PersistClock = SystemPersistClock(), hostname: String = "localhost",
         logger: Logger = Logger(label: "swift-txn-wal.persist")
     ) {
-        self.blob = blob
+        let kept: any Blob =
+            config.ownPartsCacheBytes > 0
+            ? OwnPartsBlob(inner: blob, capacityBytes: config.ownPartsCacheBytes, maxPartBytes: config.ownPartsCacheMaxPartBytes)
+            : blob
+        self.blob = kept
         self.consensus = consensus
         self.config = config
         self.clock = clock
         self.hostname = hostname
         self.logger = logger
-        self.maintenance = MaintenanceRunner(blob: blob, config: config, logger: logger)
+        self.maintenance = MaintenanceRunner(blob: kept, config: config, logger: logger)
     }
 
     /// The shared machine of `shard`, initializing the shard if it has no state yet, and

@@ -13,11 +13,18 @@ public struct MergeRequest: Hashable, Sendable {
 /// empty batches fused, and size-tiered merging that keeps the number of batches
 /// logarithmic in the number of updates (spec/persist.md §6.1 and §6.6).
 ///
-/// Batches are grouped into levels by the bit length of their update count. Whenever
-/// `fanout` or more consecutive non-empty batches share a level (empty batches between
-/// them neither count nor break the run), the whole run is requested as one merge; its
-/// output lands about log2(fanout) levels higher, so each level holds fewer than
-/// `fanout` batches and the trace stays O(fanout * log n) long.
+/// A batch's level is the bit length of its update count. The non-empty batches are cut
+/// into runs from the newest back: a run's newest batch sets its level `L`, and each older
+/// batch joins it while its own level is at most `L + 1` (so smaller batches join too);
+/// the first batch of level `L + 2` or more starts the next run. Empty batches between
+/// members neither count nor break a run. A run of `fanout` or more batches is requested
+/// as one merge.
+///
+/// Cutting by the newest member's level rather than by fixed level boundaries matters
+/// when appends vary in size around a power of two (group commits of 400 to 600 rows,
+/// say): under "same level only" such neighbours split every run and nothing merges,
+/// so the trace grows with every append. Here each run's level is at least two above
+/// the next newer run's, so the trace stays O(fanout * log n) long.
 extension TraceState {
     static func level(_ b: HollowBatch) -> Int { UInt64.bitWidth - b.rowCount.leadingZeroBitCount }
 
@@ -36,8 +43,8 @@ extension TraceState {
         upper = batch.desc.upper
     }
 
-    /// Runs of at least `fanout` consecutive same-level non-empty batches, as merge
-    /// requests, newest first. Empty batches inside a run are merged along with it.
+    /// Runs of at least `fanout` non-empty batches (see above), as merge requests, newest
+    /// first. Empty batches inside a run are merged along with it.
     func mergeRequests(fanout: Int) -> [MergeRequest] {
         guard fanout >= 2 else { return [] }
         var requests: [MergeRequest] = []
@@ -47,7 +54,7 @@ extension TraceState {
         var runEnd = 0
         for i in batches.indices.reversed() where !Self.isEmpty(batches[i]) {
             let l = Self.level(batches[i])
-            if l == runLevel {
+            if let r = runLevel, l <= r + 1 {
                 runCount += 1
                 runStart = i
                 continue

@@ -55,6 +55,7 @@ public final class FileBlob: Blob {
             }
             do throws(StorageError) {
                 try Posix.writeAll(fd, value, path: temp)
+                Failpoints.hit(.blobBeforeFsync)
                 try Posix.sync(fd, path: temp)
                 Posix.closeFile(fd)
             } catch {

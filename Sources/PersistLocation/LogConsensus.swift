@@ -275,6 +275,7 @@ public final class LogConsensus: CallbackConsensus {
     }
 
     private func write(_ ops: [Machine.Op]) {
+        let ops = TestBugs.isEnabled(.ackBeforeFsync) ? acknowledgeBeforeWriting(ops) : ops
         var bytes: [UInt8] = []
         for op in ops { if let r = op.record { bytes.append(contentsOf: r) } }
         let outcome: Result<UInt64, StorageError> = files.withLock { f in
@@ -294,6 +295,7 @@ public final class LogConsensus: CallbackConsensus {
                 }
                 let start = ContinuousClock.now
                 try Posix.writeAll(f.activeFD, bytes, offset: Int64(f.activeSize), path: f.activePath)
+                Failpoints.hit(.consensusBeforeFsync)
                 try Posix.sync(f.activeFD, dataOnly: true, path: f.activePath)
                 fsyncTimer.recordNanoseconds(Self.nanoseconds(ContinuousClock.now - start))
                 f.activeSize += bytes.count
@@ -305,6 +307,7 @@ public final class LogConsensus: CallbackConsensus {
             groupSize.record(ops.count)
             bytesCounter.increment(by: bytes.count)
             let (replies, drops) = machine.withLock { $0.batchDurable(ops, segment: segment) }
+            if !bytes.isEmpty { Failpoints.hit(.consensusAfterFsyncBeforeReply) }
             for (w, r) in replies { w(r) }
             for id in drops { dropSegment(id) }
         case .failure(let error):
@@ -315,6 +318,28 @@ public final class LogConsensus: CallbackConsensus {
             let failures = machine.withLock { $0.batchFailed(ops, error: error, attempted: attempted) }
             for (w, e) in failures { w(.failure(e)) }
         }
+    }
+
+    /// The deliberate bug `ack-before-fsync` (`TestBugs`, servers only): answers every
+    /// compare-and-set in `ops` "committed" before the batch is written, and returns the
+    /// ops with those callers detached (nobody is answered twice).
+    ///
+    /// The answer goes out before the write, not merely between write and fsync, because
+    /// only that loses data under the crash test: bytes `write(2)` accepted sit in the
+    /// kernel's page cache, which a `kill -9` of the process does not drop (a power loss
+    /// would). An acknowledged CaS is lost when the process dies after this answer and
+    /// before the write; the failpoint `consensus.after-early-ack` sits exactly there.
+    private func acknowledgeBeforeWriting(_ ops: [Machine.Op]) -> [Machine.Op] {
+        var early: [Waiter] = []
+        let detached = ops.map { op -> Machine.Op in
+            guard case .append(let key, let version, let record, let waiter) = op else { return op }
+            early.append(waiter)
+            return .append(key: key, version: version, record: record, waiter: { _ in })
+        }
+        guard !early.isEmpty else { return ops }
+        for waiter in early { waiter(.success(.cas(.committed))) }
+        Failpoints.hit(.consensusAfterEarlyAck)
+        return detached
     }
 
     private func compact(segment id: UInt64) {

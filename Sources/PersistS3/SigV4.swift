@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// An AWS access key pair, optionally with the session token of temporary credentials.
 public struct S3Credentials: Hashable, Sendable {
@@ -310,6 +311,31 @@ public enum SigV4 {
         return key
     }
 
+    /// `signingKey`, remembered per secret, date, region and service: the key changes only
+    /// once a day, while deriving it costs four HMACs on every request signed or checked.
+    /// Holds a handful of keys; when more are asked for, it starts over.
+    static func cachedSigningKey(secret: String, date: String, region: String, service: String) -> SymmetricKey {
+        let scope = SigningScope(secret: secret, date: date, region: region, service: service)
+        if let bytes = signingKeys.withLock({ $0[scope] }) { return SymmetricKey(data: bytes) }
+        let key = signingKey(secret: secret, date: date, region: region, service: service)
+        let bytes = key.withUnsafeBytes { Array($0) }
+        signingKeys.withLock { keys in
+            if keys.count >= maxCachedSigningKeys { keys.removeAll() }
+            keys[scope] = bytes
+        }
+        return key
+    }
+
+    struct SigningScope: Hashable {
+        var secret: String
+        var date: String
+        var region: String
+        var service: String
+    }
+
+    static let maxCachedSigningKeys = 16
+    private static let signingKeys = Mutex<[SigningScope: [UInt8]]>([:])
+
     /// The hex signature of `stringToSign` under `key`.
     public static func signature(stringToSign: String, key: SymmetricKey) -> String {
         hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
@@ -338,7 +364,7 @@ public enum SigV4 {
             signature: "")
         let canonical = canonicalRequest(signing, signedHeaders: signedHeaders, payloadHash: payloadHash)
         let toSign = stringToSign(canonicalRequest: canonical, amzDate: amzDate, credentialScope: authorization.credentialScope)
-        let key = signingKey(secret: credentials.secretAccessKey, date: scopeDate, region: region, service: service)
+        let key = cachedSigningKey(secret: credentials.secretAccessKey, date: scopeDate, region: region, service: service)
         let header = "\(algorithm) Credential=\(credentials.accessKeyID)/\(authorization.credentialScope),"
             + "SignedHeaders=\(signedHeaders.joined(separator: ";")),Signature=\(signature(stringToSign: toSign, key: key))"
         return [("Authorization", header)] + added
@@ -353,13 +379,13 @@ public enum SigV4 {
     /// Throws `accessDenied` for another scheme (SigV2, Basic, ...) and
     /// `authorizationHeaderMalformed` for a SigV4 header that does not parse.
     public static func parseAuthorization(_ header: String) throws(SigV4Error) -> SigV4Authorization {
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
+        let trimmed = trimSpaces(Substring(header))
         guard trimmed.hasPrefix(algorithm + " ") else {
             throw .accessDenied("only \(algorithm) authorization is supported")
         }
         var fields: [String: String] = [:]
         for part in trimmed.dropFirst(algorithm.count + 1).split(separator: ",", omittingEmptySubsequences: false) {
-            let item = part.trimmingCharacters(in: .whitespaces)
+            let item = trimSpaces(part)
             guard let eq = item.firstIndex(of: "=") else { throw .authorizationHeaderMalformed("expected name=value, found \"\(item)\"") }
             let name = String(item[..<eq])
             guard ["Credential", "SignedHeaders", "Signature"].contains(name) else {
@@ -445,7 +471,8 @@ public enum SigV4 {
         guard authorization.signedHeaders.allSatisfy({ request.header($0) != nil }) else { throw .signatureDoesNotMatch }
         let canonical = canonicalRequest(request, signedHeaders: authorization.signedHeaders, payloadHash: payloadHash)
         let toSign = stringToSign(canonicalRequest: canonical, amzDate: amzDate, credentialScope: authorization.credentialScope)
-        let key = signingKey(secret: secret, date: authorization.date, region: authorization.region, service: authorization.service)
+        let key = cachedSigningKey(
+            secret: secret, date: authorization.date, region: authorization.region, service: authorization.service)
         let expected = signature(stringToSign: toSign, key: key)
         guard constantTimeEqual(Array(expected.utf8), Array(authorization.signature.utf8)) else {
             throw .signatureDoesNotMatch
@@ -479,6 +506,16 @@ public enum SigV4 {
     public static func isValidPayloadHash(_ value: String) -> Bool {
         if value == unsignedPayload || value.hasPrefix("STREAMING-") { return true }
         return value.utf8.count == 64 && value.utf8.allSatisfy { isLowerHex($0) || isUpperHex($0) }
+    }
+
+    /// `text` without leading and trailing spaces and tabs (the only whitespace an HTTP
+    /// header value carries).
+    static func trimSpaces(_ text: Substring) -> Substring {
+        func isSpace(_ c: Character) -> Bool { c == " " || c == "\t" }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else {
+            return text[text.endIndex...]
+        }
+        return text[first...last]
     }
 
     // MARK: Hashing

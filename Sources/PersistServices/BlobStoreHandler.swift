@@ -154,6 +154,7 @@ struct BlobStoreHandler: Sendable {
             // ETag's MD5, so whatever is left of it runs beside the write and its fsync.
             async let digest = md5.digest(of: object)
             try await storage { () async throws(StorageError) in try await blob.set(key, object) }
+            await Failpoints.hitAsync(.blobAfterFsyncBeforeReply)
             let etag = BlobStoreETagCache.etag(md5: await digest)
             if let file = BlobStoreFileInfo.of(key, in: blob) { etags.remember(bucket: name, key: key, file: file, etag: etag) }
             return BlobStoreResponse(status: 200, headers: [("ETag", etag)])

@@ -13,21 +13,19 @@ import TxnWAL
 final class CoordinatorWorker {
     let core: CoordinatorCore
     let txns: TxnsHandle
-    let registrations: RegistrationFeed
+    /// Registration times, fed from the txns cache: complete below its progress once
+    /// `syncRegistrations` has run.
+    private var registrations = RegistrationHistory()
     /// Retractions of applied batches, written with the next commit.
     private var pendingTidy = Tidy()
     /// Everything committed at or before this time has been applied by this worker.
     private var appliedThrough: Timestamp?
     /// The largest since this coordinator has compacted the txns shard to.
     private var compactedTo: Timestamp = 0
-    /// Commit steps since the registration feed last caught up.
-    private var stepsSinceFeedCatchUp = 0
-    static let feedCatchUpInterval = 32
 
-    private init(core: CoordinatorCore, txns: TxnsHandle, registrations: RegistrationFeed) {
+    private init(core: CoordinatorCore, txns: TxnsHandle) {
         self.core = core
         self.txns = txns
-        self.registrations = registrations
     }
 
     /// Opens the txns shard (creating it if needed) and recovers: applies every write
@@ -35,9 +33,9 @@ final class CoordinatorWorker {
     static func open(core: CoordinatorCore) async throws -> CoordinatorWorker {
         let txns = try await TxnsHandle.open(
             client: core.client, txnsID: core.txnsID, initTs: 0, logger: core.logger,
-            metrics: TxnsMetrics(factory: core.metricsFactory))
-        let feed = try await RegistrationFeed.open(client: core.client, txnsID: core.txnsID)
-        let worker = CoordinatorWorker(core: core, txns: txns, registrations: feed)
+            metrics: TxnsMetrics(factory: core.metricsFactory), keepRegistrationUpdates: true)
+        let worker = CoordinatorWorker(core: core, txns: txns)
+        worker.syncRegistrations()
         let (upper, _) = try await worker.frontiers()
         try await txns.readCache.updateGe(upper)
         try await worker.apply(through: upper - 1)
@@ -158,8 +156,10 @@ final class CoordinatorWorker {
                 switch try await txn.commitAt(txns, ts) {
                 case .success:
                     pendingTidy = Tidy()
+                    await Failpoints.hitAsync(.coordinatorBeforeReply)
                     Self.answer(live, .success(ts))
                     if let hook = core.hooks.afterCommitBeforeApply { await hook(ts) }
+                    await Failpoints.hitAsync(.coordinatorBeforeApply)
                     await applyCommitted(ts)
                     return
                 case .failure(let closed):
@@ -191,16 +191,14 @@ final class CoordinatorWorker {
             // Committed and answered: a later read, registration or restart applies it.
             core.logger.warning("applying a commit failed", metadata: ["ts": "\(ts)", "error": "\(error)"])
         }
-        stepsSinceFeedCatchUp += 1
-        if stepsSinceFeedCatchUp >= Self.feedCatchUpInterval {
-            // Keeps the feed's reader (and the since it holds) moving when no one reads.
-            stepsSinceFeedCatchUp = 0
-            do {
-                try await registrations.catchUp(to: txns.readCache.progress)
-            } catch {
-                core.logger.debug("registration feed catch-up failed", metadata: ["error": "\(error)"])
-            }
-        }
+        // Keeps the cache's list of registration updates short (it only holds new ones).
+        syncRegistrations()
+    }
+
+    /// Moves the registration updates the txns cache has read into `registrations`; after
+    /// this the history is complete below the cache's progress.
+    private func syncRegistrations() {
+        registrations.record(txns.readCache.takeRegistrationUpdates())
     }
 
     /// The jobs whose shards are all registered; the others are answered `notRegistered`.
@@ -229,12 +227,20 @@ final class CoordinatorWorker {
     private func makeTxn(_ jobs: [CommitJob]) -> Txn {
         var txn = txns.begin()
         for job in jobs {
-            for w in job.writes {
+            for w in Self.writesToCommit(job) {
                 for row in w.rows { txn.write(w.shard, key: row.key, value: row.value, diff: row.diff) }
             }
         }
         txn.tidy(pendingTidy)
         return txn
+    }
+
+    /// A job's writes. With the deliberate bug `commit-first-shard-only` switched on
+    /// (`TestBugs`, servers only), just those to the job's first shard: the others are
+    /// silently dropped and the commit is still answered as a success.
+    private static func writesToCommit(_ job: CommitJob) -> [ResolvedWrites] {
+        guard TestBugs.isEnabled(.commitFirstShardOnly), let first = job.writes.first?.shard else { return job.writes }
+        return job.writes.filter { $0.shard == first }
     }
 
     private static func answer(_ jobs: [CommitJob], _ result: Result<Timestamp, CoordinatorError>) {
@@ -314,8 +320,8 @@ final class CoordinatorWorker {
             t = time
         }
         try await txns.readCache.updateGt(t)
-        try await registrations.catchUp(to: txns.readCache.progress)
-        guard registrations.history.isRegistered(id, at: t) else {
+        syncRegistrations()
+        guard registrations.isRegistered(id, at: t) else {
             throw CoordinatorError(.notRegistered, "shard \(id) is not registered at \(t)")
         }
         try await apply(through: t)
@@ -368,7 +374,6 @@ final class CoordinatorWorker {
                 core.logger.warning("applying at shutdown failed", metadata: ["error": "\(error)"])
             }
         }
-        try? await registrations.expire()
         try? await txns.readCache.expire()
     }
 }

@@ -75,6 +75,17 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
         help: "Commit each transaction with its own compare-and-set instead of grouping concurrent ones.")
     var noGroupCommit = false
 
+    @Flag(
+        name: .customLong("no-compaction"),
+        help: ArgumentHelp(
+            "Never compact shards: every batch stays as it was written.",
+            discussion: """
+                For tests and debugging: with it, a shard's parts are exactly the batches its \
+                transactions committed, which txn-verify can replay row by row. Storage grows \
+                without bound, so do not use it in production.
+                """))
+    var noCompaction = false
+
     @Option(
         name: .customLong("max-in-flight"),
         help: "Requests one connection may have running at once; beyond it the server stops reading from that connection.")
@@ -98,6 +109,7 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (logger, registry) = ServerProcess.bootstrap(label: "txn-coordinator", logLevel: server.logLevel)
+        try FaultSwitches.prepare(logger: logger)
         let token: [UInt8]?
         do {
             token = try tokenFile.map(Backends.readToken)
@@ -117,7 +129,10 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
             logger.critical("cannot open storage", metadata: ["blob": "\(blobURL)", "consensus": "\(consensusURL)", "error": "\(error)"])
             throw ExitCode(2)
         }
-        let client = PersistClient(blob: openedBlob.backend, consensus: openedConsensus.backend, logger: logger)
+        var persistConfig = PersistConfig()
+        persistConfig.compactionEnabled = !noCompaction
+        let client = PersistClient(
+            blob: openedBlob.backend, consensus: openedConsensus.backend, config: persistConfig, logger: logger)
         let coordinator: TxnCoordinator
         do {
             coordinator = try await TxnCoordinator.open(

@@ -122,8 +122,10 @@ public struct Txn {
             for r in handle.readCache.state.filterRetractions(pendingTidy, expectedTxnsUpper: txnsUpper) {
                 entries.append(Primitives.update(.append(shard: r.shard, ts: r.ts, batch: r.raw), at: commitTs, diff: -1))
             }
+            if !isEmpty { await Failpoints.hitAsync(.coordinatorAfterBatchPut) }
             switch try await Primitives.smallCaA(handle.txnsWrite, entries, upper: txnsUpper, newUpper: commitTs + 1) {
             case .success:
+                if !isEmpty { await Failpoints.hitAsync(.coordinatorAfterTxnsCaS) }
                 handle.metrics.committed(batches: written.values.reduce(0) { $0 + $1.count }, bytes: dataBytes)
                 return .success(TxnApply(isEmpty: isEmpty, commitTs: commitTs))
             case .failure(let closed):

@@ -11,25 +11,39 @@ public final class TxnsCache {
     let reader: ReadHandle
     private var listen: Listen.Iterator
     private var buffer: [(entry: TxnsEntry, time: Timestamp, diff: Int64)] = []
+    /// The register and forget updates the cache has taken in and nobody has collected
+    /// yet (see `takeRegistrationUpdates`); nil when the cache was opened without keeping them.
+    private var registrationUpdates: [(entry: TxnsEntry, diff: Int64)]?
 
-    private init(state: TxnsCacheState, reader: ReadHandle, listen: Listen.Iterator) {
+    private init(state: TxnsCacheState, reader: ReadHandle, listen: Listen.Iterator, keepRegistrationUpdates: Bool) {
         self.state = state
         self.reader = reader
         self.listen = listen
+        self.registrationUpdates = keepRegistrationUpdates ? [] : nil
     }
 
     /// Opens a cache of the txns shard `txnsID`, following every data shard or only
     /// `onlyDataID`. It starts at the txns shard's since (the critical since when one
     /// exists) and waits until the shard is readable there.
-    public static func open(client: PersistClient, txnsID: ShardID, onlyDataID: ShardID? = nil) async throws -> TxnsCache {
+    ///
+    /// With `keepRegistrationUpdates`, every register and forget update the cache takes in
+    /// (the snapshot's included) is also kept for `takeRegistrationUpdates`, so an owner
+    /// can follow registration times without reading the txns shard a second time.
+    public static func open(
+        client: PersistClient, txnsID: ShardID, onlyDataID: ShardID? = nil, keepRegistrationUpdates: Bool = false
+    ) async throws -> TxnsCache {
         let reader = try await client.openLeasedReader(shard: txnsID, purpose: "txns cache", useCriticalSince: true)
         guard let initTs = reader.since.element else {
             throw TxnsInvariantViolation(description: "the txns shard \(txnsID) has a closed since")
         }
         var state = TxnsCacheState(txnsID: txnsID, initTs: initTs, onlyDataID: onlyDataID)
         let (snapshot, listen) = try await reader.subscribe(asOf: initTs)
-        try state.pushEntries(try decode(snapshot, only: onlyDataID), progress: initTs + 1)
-        return TxnsCache(state: state, reader: reader, listen: listen.makeAsyncIterator())
+        let entries = try decode(snapshot, only: onlyDataID)
+        try state.pushEntries(entries, progress: initTs + 1)
+        let cache = TxnsCache(
+            state: state, reader: reader, listen: listen.makeAsyncIterator(), keepRegistrationUpdates: keepRegistrationUpdates)
+        cache.keepRegistrations(of: entries)
+        return cache
     }
 
     static func decode(_ updates: [Update], only: ShardID?) throws -> [(entry: TxnsEntry, time: Timestamp, diff: Int64)] {
@@ -78,7 +92,24 @@ public final class TxnsCache {
             let entries = buffer
             buffer.removeAll()
             try state.pushEntries(entries, progress: p)
+            keepRegistrations(of: entries)
         }
+    }
+
+    private func keepRegistrations(of entries: [(entry: TxnsEntry, time: Timestamp, diff: Int64)]) {
+        guard registrationUpdates != nil else { return }
+        for e in entries {
+            if case .register = e.entry { registrationUpdates?.append((e.entry, e.diff)) }
+        }
+    }
+
+    /// The register (+1) and forget (-1) updates taken in since the last call, in the
+    /// order they arrived; every one below `progress` has arrived. Empty when the cache
+    /// was opened without `keepRegistrationUpdates`.
+    public func takeRegistrationUpdates() -> [(entry: TxnsEntry, diff: Int64)] {
+        guard let taken = registrationUpdates, !taken.isEmpty else { return [] }
+        registrationUpdates = []
+        return taken
     }
 
     /// Applies to the state directly (for handles that just performed the work).

@@ -44,15 +44,17 @@ public final class TxnsHandle {
 
     /// Opens a handle on the txns shard `txnsID`, creating it if needed, and makes the
     /// shard readable at `initTs` (its upper ends up beyond `initTs`).
+    /// `keepRegistrationUpdates` is passed on to the handle's `TxnsCache`.
     public static func open(
         client: PersistClient, txnsID: ShardID, initTs: Timestamp,
-        logger: Logger = Logger(label: "swift-txn-wal.txns"), metrics: TxnsMetrics = TxnsMetrics()
+        logger: Logger = Logger(label: "swift-txn-wal.txns"), metrics: TxnsMetrics = TxnsMetrics(),
+        keepRegistrationUpdates: Bool = false
     ) async throws -> TxnsHandle {
         let write = try await client.openWriter(shard: txnsID, purpose: "txns")
         let since = try await client.openCriticalSince(shard: txnsID, id: controllerCriticalID, purpose: "txns controller")
         _ = try await write.fetchRecentUpper()
         try await Primitives.emptyCaA(write, beyond: initTs)
-        let cache = try await TxnsCache.open(client: client, txnsID: txnsID)
+        let cache = try await TxnsCache.open(client: client, txnsID: txnsID, keepRegistrationUpdates: keepRegistrationUpdates)
         try await cache.updateGt(initTs)
         var log = logger
         log[metadataKey: "txns_shard"] = "\(txnsID)"
@@ -175,6 +177,8 @@ public final class TxnsHandle {
                             for raw in raws { rets.append((raw, opTs, d)) }
                         }
                     }
+                    // This shard's batches are linked in; the other shards' may not be yet.
+                    if !rets.isEmpty { await Failpoints.hitAsync(.coordinatorMidApply) }
                     return rets
                 }
             }

@@ -21,7 +21,10 @@ struct GlobalOptions: ParsableArguments {
         name: .customLong("token-file"),
         help: ArgumentHelp(
             "File holding the coordinator's shared token (whitespace around it is ignored).",
-            discussion: "Needed when the coordinator was started with --token-file.", valueName: "path"))
+            discussion: """
+                Needed when the coordinator was started with --token-file. Without it, the \
+                TXNCTL_TOKEN_FILE environment variable is used when set.
+                """, valueName: "path"))
     var tokenFile: String?
 
     @Flag(
@@ -83,7 +86,7 @@ struct GlobalOptions: ParsableArguments {
     func clientConfiguration() throws(UsageError) -> TxnClient.Configuration {
         let endpoint = try CoordinatorAddress.resolve(flag: coordinator, environment: ProcessInfo.processInfo.environment)
         var token: [UInt8]?
-        if let tokenFile {
+        if let tokenFile = tokenFile ?? ProcessInfo.processInfo.environment["TXNCTL_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
             guard let data = FileManager.default.contents(atPath: tokenFile) else {
                 throw UsageError("--token-file: cannot read \(tokenFile)")
             }

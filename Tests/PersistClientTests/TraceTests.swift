@@ -112,25 +112,47 @@ import Testing
         #expect(Self.trace(Self.run([1, 0, 1, 0, 1])).mergeRequests(fanout: 4).isEmpty)
     }
 
-    @Test func differentLevelsSplitRuns() {
-        // Levels by bit length of the row count: 1 -> 1, 2...3 -> 2, 4...7 -> 3.
-        #expect(Self.trace(Self.run([1, 1, 2, 1, 1])).mergeRequests(fanout: 3).isEmpty)
+    @Test func anOlderBatchTwoLevelsAboveTheRunsNewestStartsTheNextRun() {
+        // Levels by bit length of the row count: 1 -> 1, 2...3 -> 2, 4...7 -> 3, 8...15 -> 4.
+        // One level up, or any level below, stays in the run.
+        #expect(Self.trace(Self.run([1, 1, 2, 1, 1])).mergeRequests(fanout: 3).map(\.inputs.count) == [5])
         #expect(Self.trace(Self.run([2, 3, 3, 2])).mergeRequests(fanout: 4).count == 1, "2 and 3 share a level")
-        #expect(Self.trace(Self.run([4, 5, 3, 7])).mergeRequests(fanout: 4).isEmpty)
+        #expect(Self.trace(Self.run([4, 5, 3, 7])).mergeRequests(fanout: 4).count == 1, "3 is one level below the others")
+        #expect(Self.trace(Self.run([8, 1, 8, 1])).mergeRequests(fanout: 4).isEmpty, "8 is three levels above 1")
 
-        // Two runs, reported newest first.
+        // Two runs, reported newest first: 6 is two levels above the newest run's 1s.
         let batches = Self.run([5, 4, 6, 1, 1, 1])
         let requests = Self.trace(batches).mergeRequests(fanout: 3)
         #expect(requests.map(\.inputs) == [Array(batches[3...5]), Array(batches[0...2])])
         #expect(requests.map(\.desc.lower) == [Antichain(3), .minimum])
-        // A different level in the middle of a long run splits it into two short ones.
-        #expect(Self.trace(Self.run([1, 1, 1, 8, 1, 1])).mergeRequests(fanout: 3).map(\.inputs.count) == [3])
+        // A big batch ends the newer run (too short here); older small ones join the big one's.
+        #expect(Self.trace(Self.run([1, 1, 1, 8, 1, 1])).mergeRequests(fanout: 3).map(\.inputs.count) == [4])
+    }
+
+    @Test func appendSizesStraddlingAPowerOfTwoStillMerge() throws {
+        // Group commits of 400 to 640 rows straddle 512: under a "same level only" rule
+        // no run ever reached the fanout and the trace grew by one batch per append.
+        var rng = SeededGenerator(seed: 7)
+        var t = TraceState()
+        var merges = 0
+        for i in 0..<2_000 {
+            t.push(F.batch(UInt64(i), UInt64(i + 1), rows: UInt64.random(in: 400...640, using: &rng), tag: "\(i)"))
+            while let r = t.mergeRequests(fanout: 8).first {
+                let applied = t.applyMerge(inputs: r.inputs, output: F.mergeOutput(r, tag: "m\(merges)"))
+                #expect(applied)
+                merges += 1
+            }
+            try t.validate()
+        }
+        #expect(t.batches.count <= 8 * (Self.floorLog2(2_000 * 640) / 2 + 2), "\(t.batches.count) batches")
+        #expect(merges > 2_000 / 8 / 2)
     }
 
     // MARK: applyMerge
 
     @Test func applyMergeReplacesExactlyTheInputs() throws {
-        let batches = Self.run([100, 1, 1, 1, 1, 50])
+        // The newest batch is two levels below the 8s: it is a run of its own.
+        let batches = Self.run([1000, 8, 8, 8, 8, 1])
         var t = Self.trace(batches)
         let r = try #require(t.mergeRequests(fanout: 4).first)
         #expect(r.inputs == Array(batches[1...4]))

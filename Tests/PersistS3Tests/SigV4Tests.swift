@@ -385,6 +385,33 @@ enum AWSExample {
         #expect(tight.signedHeaders == ["host", "x-amz-date"])
     }
 
+    @Test func cachedSigningKeysEqualFreshOnesForEveryScope() {
+        let secret = AWSExample.credentials.secretAccessKey
+        // More scopes than the cache holds, each asked twice: the second answer may come
+        // from the cache, and must be the key derived afresh.
+        for round in 0..<2 {
+            for day in 0..<(SigV4.maxCachedSigningKeys + 4) {
+                let date = String(20130500 + day + 1)
+                for (region, service) in [("us-east-1", "s3"), ("eu-west-1", "s3")] {
+                    let fresh = SigV4.signingKey(secret: secret, date: date, region: region, service: service)
+                    let cached = SigV4.cachedSigningKey(secret: secret, date: date, region: region, service: service)
+                    #expect(cached == fresh, "round \(round), \(date) \(region)")
+                }
+            }
+        }
+        let other = SigV4.cachedSigningKey(secret: "another", date: "20130524", region: "us-east-1", service: "s3")
+        #expect(other != SigV4.cachedSigningKey(secret: secret, date: "20130524", region: "us-east-1", service: "s3"))
+    }
+
+    @Test func authorizationTrimsTabsAndSpacesOnly() throws {
+        let sig = String(repeating: "cd", count: 32)
+        let tabbed = try SigV4.parseAuthorization(
+            "\tAWS4-HMAC-SHA256 Credential=K/20130524/us-east-1/s3/aws4_request,\tSignedHeaders=host , Signature=\(sig)\t")
+        #expect(tabbed.signedHeaders == ["host"] && tabbed.signature == sig)
+        #expect(SigV4.trimSpaces(" \t ") == "")
+        #expect(SigV4.trimSpaces("a b") == "a b")
+    }
+
     @Test func payloadCheck() {
         let body = Array("hello".utf8)
         #expect(throws: Never.self) { try SigV4.checkPayload(body, declaredHash: SigV4.sha256Hex(body)) }

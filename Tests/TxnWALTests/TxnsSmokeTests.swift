@@ -82,3 +82,38 @@ func smokeConfig() -> PersistConfig {
         #expect(last == .max, "progress closes at until")
     }
 }
+
+@Suite struct TxnsCacheRegistrationUpdatesTests {
+    @Test func theCacheHandsOverEveryRegistrationUpdateOnce() async throws {
+        let client = PersistClient(blob: MemoryBlob(), consensus: MemoryConsensus(), config: smokeConfig())
+        let txnsID = ShardID.random()
+        let d0 = ShardID.random()
+        let d1 = ShardID.random()
+        do {
+            // History written before the keeping handle opens.
+            let first = try await TxnsHandle.open(client: client, txnsID: txnsID, initTs: 0)
+            _ = try await first.register(at: 1, [try await client.openWriter(shard: d0, purpose: "d0")]).get()
+            try await first.readCache.expire()
+        }
+        let txns = try await TxnsHandle.open(client: client, txnsID: txnsID, initTs: 0, keepRegistrationUpdates: true)
+        try await txns.readCache.updateGt(1)
+        let initial = txns.readCache.takeRegistrationUpdates()
+        #expect(initial.map(\.diff) == [1])
+        #expect(initial.first?.entry == .register(shard: d0, ts: 1))
+        #expect(txns.readCache.takeRegistrationUpdates().isEmpty, "handed over once")
+
+        _ = try await txns.register(at: 2, [try await client.openWriter(shard: d1, purpose: "d1")]).get()
+        var txn = txns.begin()
+        txn.write(d1, key: Array("k".utf8), diff: 1)
+        _ = try await txn.commitAt(txns, 3).get()
+        _ = try await txns.forget(at: 4, [d0]).get()
+        try await txns.readCache.updateGt(4)
+        let later = txns.readCache.takeRegistrationUpdates()
+        #expect(later.map(\.entry) == [.register(shard: d1, ts: 2), .register(shard: d0, ts: 4)], "data appends are left out")
+        #expect(later.map(\.diff) == [1, -1])
+
+        // A cache opened without keeping them hands over nothing.
+        let plain = try await TxnsHandle.open(client: client, txnsID: txnsID, initTs: 0)
+        #expect(plain.readCache.takeRegistrationUpdates().isEmpty)
+    }
+}

@@ -44,10 +44,11 @@ final class BenchServer: Sendable {
     /// Starts `executable` with `arguments` plus its listen address (`unix` socket named
     /// `socketName`, else 127.0.0.1 with a port of the kernel's choosing), metrics off and
     /// warnings-only logs; its ready file and log go in `directory`. `listener` is the
-    /// ready file's name for the served address.
+    /// ready file's name for the served address. `environment`, when given, replaces the
+    /// inherited one.
     static func start(
         name: String, executable: String, arguments: [String], directory: String, unix: Bool, socketName: String,
-        listener: String
+        listener: String, environment: [String: String]? = nil
     ) throws(BenchError) -> BenchServer {
         let socketDirectory: String? =
             unix && "\(directory)/\(socketName)".utf8.count > maxSocketPathBytes
@@ -62,7 +63,8 @@ final class BenchServer: Sendable {
                     "--listen", unix ? "unix:\(socketPath)" : "127.0.0.1:0", "--metrics-listen", "off",
                     "--log-level", "warning",
                 ],
-                readyFile: "\(directory)/\(logName).ready", logPath: "\(directory)/\(logName).log")
+                readyFile: "\(directory)/\(logName).ready", logPath: "\(directory)/\(logName).log",
+                environment: environment)
         } catch {
             if let socketDirectory { System.removeTree(socketDirectory) }
             throw BenchError("cannot start \(executable): \(error)")

@@ -120,13 +120,9 @@ struct BlobBench {
     var settings: Settings
 
     func run() async throws(BenchError) -> Result {
-        let runDirectory = try System.makeScratchDirectory(under: settings.parentDirectory, prefix: "persist-bench-")
-        let keep = settings.keep
-        let dirToken = cleanup.register("remove \(runDirectory)") {
-            if !keep { System.removeTree(runDirectory) }
-        }
-        defer { cleanup.run(dirToken) }
-        print("scratch directory: \(runDirectory)\(keep ? " (kept)" : " (removed at the end)")")
+        let scratch = try ScratchRun(under: settings.parentDirectory, keep: settings.keep)
+        defer { scratch.finish() }
+        let runDirectory = scratch.path
 
         let plans = Self.plan(settings)
         let largest = plans.map(\.objectBytes).max() ?? 0

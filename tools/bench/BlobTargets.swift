@@ -187,13 +187,10 @@ struct BlobStoreProcess: Sendable {
     /// kernel picks) or, with `unix`, on a socket. Objects up to `maxObjectBytes` are accepted.
     static func start(directory: String, unix: Bool, maxObjectBytes: Int) throws(BenchError) -> BlobStoreProcess {
         let executable = try System.siblingExecutable("blob-store", neededBy: "the blob benchmark")
-        let credentials = S3Credentials(accessKeyID: "BENCH" + randomHex(8), secretAccessKey: randomHex(20))
+        let credentials = S3Credentials(
+            accessKeyID: "BENCH" + System.randomHex(8), secretAccessKey: System.randomHex(20))
         let credentialsFile = "\(directory)/blob-store.keys"
-        let created = FileManager.default.createFile(
-            atPath: credentialsFile,
-            contents: Data("\(credentials.accessKeyID) \(credentials.secretAccessKey)\n".utf8),
-            attributes: [.posixPermissions: 0o600])
-        guard created else { throw BenchError("cannot write \(credentialsFile)") }
+        try System.writePrivateFile(credentialsFile, "\(credentials.accessKeyID) \(credentials.secretAccessKey)\n")
         let server = try BenchServer.start(
             name: "the blob-store server", executable: executable,
             arguments: [
@@ -215,15 +212,6 @@ struct BlobStoreProcess: Sendable {
             S3Blob.Configuration(
                 endpoint: endpoint, bucket: Self.bucket, credentials: credentials, maxConnections: connections,
                 requestTimeout: .seconds(600)))
-    }
-
-    /// `bytes` random bytes as hex, for generated credentials.
-    private static func randomHex(_ bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
-        }.joined()
     }
 }
 

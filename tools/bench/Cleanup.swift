@@ -92,6 +92,23 @@ final class CleanupRegistry: Sendable {
 /// The one registry of this process.
 let cleanup = CleanupRegistry()
 
+/// A benchmark run's fresh scratch directory `<parent>/persist-bench-XXXXXX`, announced on
+/// standard output and removed by `finish()` (or by an interrupt) unless kept.
+struct ScratchRun {
+    let path: String
+    private let token: CleanupRegistry.Token
+
+    init(under parent: String, keep: Bool) throws(BenchError) {
+        let path = try System.makeScratchDirectory(under: parent, prefix: "persist-bench-")
+        self.path = path
+        token = cleanup.register("remove \(path)") { if !keep { System.removeTree(path) } }
+        print("scratch directory: \(path)\(keep ? " (kept)" : " (removed at the end)")")
+    }
+
+    /// Removes the directory unless it is kept.
+    func finish() { cleanup.run(token) }
+}
+
 /// Writes `message` and a newline to standard error.
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))

@@ -1,5 +1,4 @@
 import Foundation
-import Histogram
 
 /// The same closed-loop CaS load as `ConsensusBench`, against PostgreSQL, driven by
 /// `pgbench` with a custom script.
@@ -59,36 +58,27 @@ struct PgbenchPeer {
         try System.makeDirectory(levelDirectory)
         if warmup > 0 {
             let script = "\(levelDirectory)/warmup.sql"
-            try write(Self.script(keyPrefix: "warmup-\(keyPrefix)", value: value), to: script)
+            try Pgbench.writeScript(Self.script(keyPrefix: "warmup-\(keyPrefix)", value: value), to: script)
             _ = try pgbench(writers: writers, seconds: warmup, script: script, logPrefix: nil)
         }
         let script = "\(levelDirectory)/cas.sql"
-        try write(Self.script(keyPrefix: keyPrefix, value: value), to: script)
-        let logPrefix = "\(levelDirectory)/tx"
-        let output = try pgbench(writers: writers, seconds: duration, script: script, logPrefix: logPrefix)
+        try Pgbench.writeScript(Self.script(keyPrefix: keyPrefix, value: value), to: script)
+        let output = try pgbench(writers: writers, seconds: duration, script: script, logPrefix: "\(levelDirectory)/tx")
+        let summary = try Pgbench.summary(output)
+        let latencies = try Pgbench.latencies(directory: levelDirectory, prefix: "tx")
 
-        guard let transactions = Self.integer(after: "number of transactions actually processed:", in: output),
-            let tps = Self.double(after: "tps =", in: output)
-        else {
-            throw BenchError("cannot read pgbench's summary:\n\(output)")
-        }
-        let failed = Self.integer(after: "number of failed transactions:", in: output) ?? 0
-        let latency = try Self.readLatencies(directory: levelDirectory, prefix: "tx")
-
-        let check = try verify(keyPrefix: keyPrefix, writers: writers, transactions: transactions)
+        let check = try verify(keyPrefix: keyPrefix, writers: writers, transactions: summary.transactions)
         return LevelResult(
-            writers: writers, seconds: duration, transactions: transactions, casPerSecond: tps,
-            latency: LatencySummary(latency), failedTransactions: failed, shards: check.shards,
-            rowsLeft: check.rows, committed: check.committed, mismatches: transactions - check.committed)
+            writers: writers, seconds: duration, transactions: summary.transactions, casPerSecond: summary.tps,
+            latency: LatencySummary(exactNanoseconds: latencies), failedTransactions: summary.failed,
+            shards: check.shards, rowsLeft: check.rows, committed: check.committed,
+            mismatches: summary.transactions - check.committed)
     }
 
     /// The pgbench script for shards `<keyPrefix>-w<client_id>`.
     static func script(keyPrefix: String, value: [UInt8]) -> String {
         let shard = "'\(keyPrefix)-w' || :client_id"
-        let data = "'\\x" + value.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined() + "'::bytea"
+        let data = Pgbench.byteaLiteral(value)
         // pgbench lets an SQL command span lines; it ends at `;` or at a `\gset`.
         return """
             -- One compare-and-set per transaction. `next` is this client's next sequence
@@ -125,14 +115,9 @@ struct PgbenchPeer {
     }
 
     private func pgbench(writers: Int, seconds: Int, script: String, logPrefix: String?) throws(BenchError) -> String {
-        var arguments = server.connectionArguments(tcp: useTCP)
-        arguments += [
-            "-n", "-M", "prepared", "-c", "\(writers)", "-j", "\(min(writers, 2))", "-T", "\(seconds)",
-            "-D", "next=0", "-f", script,
-        ]
-        if let logPrefix { arguments += ["-l", "--log-prefix=\(logPrefix)"] }
-        arguments.append("postgres")
-        return try Subprocess.check(server.binaries.pgbench, arguments, what: "pgbench")
+        try Pgbench.run(
+            server, clients: writers, seconds: seconds, script: script, logPrefix: logPrefix, tcp: useTCP,
+            defines: ["next": 0])
     }
 
     /// Every shard of this level must exist, and the commits recorded in the table must
@@ -164,54 +149,5 @@ struct PgbenchPeer {
                     + "did not survive between transactions")
         }
         return (shards, rows, committed)
-    }
-
-    /// Latencies (the third field, in microseconds; recorded as nanoseconds) from pgbench's per-transaction logs, which
-    /// are `<prefix>.<pid>` plus `<prefix>.<pid>.<thread>` for each extra thread.
-    private static func readLatencies(directory: String, prefix: String) throws(BenchError) -> Histogram<UInt64> {
-        var histogram = LatencySummary.makeHistogram()
-        let files: [String]
-        do {
-            files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(prefix + ".") }
-        } catch {
-            throw BenchError("cannot list \(directory): \(error)")
-        }
-        guard !files.isEmpty else { throw BenchError("pgbench wrote no transaction log in \(directory)") }
-        for file in files {
-            guard let text = try? String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8) else {
-                throw BenchError("cannot read \(directory)/\(file)")
-            }
-            for line in text.split(separator: "\n") {
-                let fields = line.split(separator: " ", maxSplits: 3)
-                // Failed or skipped transactions have a word instead of a latency.
-                if fields.count >= 3, let micros = UInt64(fields[2]) { histogram.recordClamped(micros * 1000) }
-            }
-        }
-        return histogram
-    }
-
-    private func write(_ text: String, to path: String) throws(BenchError) {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw BenchError("cannot write \(path): \(error)")
-        }
-    }
-
-    private static func integer(after label: String, in output: String) -> Int? {
-        number(after: label, in: output).flatMap { Int($0) }
-    }
-
-    private static func double(after label: String, in output: String) -> Double? {
-        number(after: label, in: output).flatMap { Double($0) }
-    }
-
-    /// The first whitespace-delimited token after `label` on the line that has it.
-    private static func number(after label: String, in output: String) -> String? {
-        for line in output.split(separator: "\n") {
-            guard let range = line.range(of: label) else { continue }
-            return line[range.upperBound...].split(separator: " ").first.map(String.init)
-        }
-        return nil
     }
 }

@@ -64,6 +64,12 @@ enum Format {
         return count(Int64(perSecond.rounded()))
     }
 
+    /// A latency in milliseconds from microseconds: two decimals below 10 ms, one above.
+    static func millis(_ micros: Double) -> String {
+        let ms = micros / 1000
+        return fixed(ms, ms < 10 ? 2 : 1)
+    }
+
     /// `12.3x`, or `-` when either side is missing or zero.
     static func ratio(_ numerator: Double?, _ denominator: Double?) -> String {
         guard let n = numerator, let d = denominator, d > 0, n.isFinite else { return "-" }
@@ -85,6 +91,22 @@ struct LatencySummary: Codable, Sendable {
         p90 = Double(nanoseconds.valueAtPercentile(90)) / 1000
         p99 = Double(nanoseconds.valueAtPercentile(99)) / 1000
         max = Double(nanoseconds.max) / 1000
+    }
+
+    /// Exact nearest-rank percentiles of raw samples in nanoseconds (all zero when there
+    /// are none): the value at rank ceil(p% of n) in ascending order.
+    init(exactNanoseconds samples: [UInt64]) {
+        let sorted = samples.sorted()
+        func rank(_ percent: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let index = Int((percent / 100 * Double(sorted.count)).rounded(.up)) - 1
+            return Double(sorted[Swift.min(Swift.max(index, 0), sorted.count - 1)]) / 1000
+        }
+        count = UInt64(sorted.count)
+        p50 = rank(50)
+        p90 = rank(90)
+        p99 = rank(99)
+        max = rank(100)
     }
 
     /// The histogram every latency goes into: nanoseconds, up to one hour, 3 digits.

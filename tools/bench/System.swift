@@ -98,6 +98,22 @@ enum System {
         return path
     }
 
+    /// Creates `path` holding `text`, readable by this account only (0600).
+    static func writePrivateFile(_ path: String, _ text: String) throws(BenchError) {
+        let created = FileManager.default.createFile(
+            atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        guard created else { throw BenchError("cannot write \(path)") }
+    }
+
+    /// `bytes` random bytes as hex, for generated credentials and tokens.
+    static func randomHex(_ bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
+    }
+
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 

@@ -16,7 +16,7 @@ struct PersistBench: AsyncParsableCommand {
             """,
         subcommands: [
             CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, TxnCommand.self,
-            BlobCommand.self, CoordinatorCommand.self, AllCommand.self,
+            BlobCommand.self, CoordinatorCommand.self, HeadlineCommand.self, AllCommand.self,
         ])
 }
 
@@ -534,6 +534,60 @@ struct CoordinatorCommand: AsyncParsableCommand {
         MachineInfo.printHeader("coordinator")
         try await options.run(
             common: common, duration: duration, warmup: warmup, dir: scratch.dir, keep: scratch.keep)
+    }
+}
+
+struct HeadlineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "headline",
+        abstract: "Multi-shard commits/s and latency of the local cluster beside PostgreSQL 15, at N clients.",
+        discussion: """
+            Each transaction writes 10 rows with 100-byte values under fresh keys to each of \
+            4 data shards. For every client count a fresh cluster is started (blob-store, \
+            consensus and txn-coordinator processes wired over Unix sockets, as \
+            tools/cluster/cluster.py does), N tasks run closed loops of commit() through one \
+            TxnClient, the level's first shard is read back and checked, and the cluster is \
+            stopped (each server must exit 0). Then a fresh PostgreSQL (initdb in the scratch \
+            directory, fsync=on, synchronous_commit=on) runs the same transactions through \
+            pgbench -M prepared: BEGIN, a 10-row INSERT into each of 4 tables, COMMIT; every \
+            table must then hold 10 rows per reported transaction. Prints commits/s, p50 and \
+            p99 of both and their ratio; --json writes the figures for tools/bench/plot_headline.py.
+            """)
+
+    @Option(help: "Comma-separated numbers of concurrent clients; each is one measured level per system.")
+    var clients = WriterCounts([1, 16, 64])
+
+    @Option(help: "Measured seconds per level and system (whole seconds, as pgbench takes them).")
+    var duration = 10
+
+    @Option(help: "Unmeasured seconds before each measurement, on both systems.")
+    var warmup = 2
+
+    @OptionGroup var scratch: ScratchOptions
+
+    @Option(help: "Seed for the row values, so runs are repeatable.")
+    var seed: UInt64 = 42
+
+    @Option(name: .customLong("json"), help: "Also write the figures as JSON to this file.")
+    var jsonPath: String?
+
+    func validate() throws {
+        guard duration > 0 else { throw ValidationError("--duration must be at least 1 second") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard Set(clients.counts).count == clients.counts.count else {
+            throw ValidationError("--clients lists a count twice")
+        }
+    }
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("headline")
+        let settings = HeadlineBench.Settings(
+            clientCounts: clients.counts, duration: duration, warmup: warmup, parentDirectory: scratch.dir,
+            keep: scratch.keep, seed: seed)
+        let result = try await HeadlineBench(settings: settings).run()
+        HeadlineBench.report(result)
+        if let jsonPath { try HeadlineBench.writeJSON(result, to: jsonPath) }
     }
 }
 

@@ -1,0 +1,98 @@
+import PersistCore
+import PersistLocation
+import Synchronization
+
+/// Bounded memory of the small batch parts this process wrote itself, so that reading one
+/// back soon after (a txns-shard listener fetching the part its own append just linked)
+/// costs no blob round trip. Pure: no I/O; `OwnPartsBlob` is the shell around it.
+///
+/// Safe because part keys are fresh per write and a part's bytes never change: a cached
+/// copy is the object itself for as long as the key exists. Only keys that name batch
+/// parts (`<shard>/p/...`) are kept, and only up to `maxPartBytes` each; the oldest go
+/// first once `capacityBytes` is exceeded.
+struct OwnPartsCache: Sendable {
+    let capacityBytes: Int
+    let maxPartBytes: Int
+    private var entries: [String: [UInt8]] = [:]
+    /// Keys in insertion order from `head` on; slots before `head` are spent.
+    private var order: [String] = []
+    private var head = 0
+    private(set) var totalBytes = 0
+
+    init(capacityBytes: Int, maxPartBytes: Int) {
+        self.capacityBytes = capacityBytes
+        self.maxPartBytes = maxPartBytes
+    }
+
+    /// Whether `key` names a batch part (and not a rollup or anything else).
+    static func isPartKey(_ key: String) -> Bool { key.contains("/p/") }
+
+    var count: Int { entries.count }
+
+    func get(_ key: String) -> [UInt8]? { entries[key] }
+
+    /// Remembers an object just stored, if it is a small part.
+    mutating func stored(_ key: String, _ value: [UInt8]) {
+        guard value.count <= maxPartBytes, value.count <= capacityBytes, Self.isPartKey(key) else { return }
+        if let old = entries.updateValue(value, forKey: key) {
+            totalBytes -= old.count
+        } else {
+            order.append(key)
+        }
+        totalBytes += value.count
+        while totalBytes > capacityBytes, head < order.count {
+            let victim = order[head]
+            head += 1
+            if let gone = entries.removeValue(forKey: victim) { totalBytes -= gone.count }
+        }
+        if head > 1024, head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Forgets `key` (deleted, or its fate unknown after a failed write).
+    mutating func forget(_ key: String) {
+        if let gone = entries.removeValue(forKey: key) { totalBytes -= gone.count }
+    }
+}
+
+/// A `Blob` that remembers the small batch parts written through it (`OwnPartsCache`)
+/// and answers reads of them from memory. Everything else goes to `inner` unchanged; a
+/// part is remembered only after `inner` stored it durably.
+final class OwnPartsBlob: Blob {
+    let inner: any Blob
+    private let cache: Mutex<OwnPartsCache>
+
+    init(inner: any Blob, capacityBytes: Int, maxPartBytes: Int) {
+        self.inner = inner
+        self.cache = Mutex(OwnPartsCache(capacityBytes: capacityBytes, maxPartBytes: maxPartBytes))
+    }
+
+    /// Parts currently remembered.
+    var cachedCount: Int { cache.withLock { $0.count } }
+
+    func get(_ key: String) async throws(StorageError) -> [UInt8]? {
+        if let hit = cache.withLock({ $0.get(key) }) { return hit }
+        return try await inner.get(key)
+    }
+
+    func set(_ key: String, _ value: [UInt8]) async throws(StorageError) {
+        do {
+            try await inner.set(key, value)
+        } catch {
+            cache.withLock { $0.forget(key) }
+            throw error
+        }
+        cache.withLock { $0.stored(key, value) }
+    }
+
+    func delete(_ key: String) async throws(StorageError) -> Int? {
+        cache.withLock { $0.forget(key) }
+        return try await inner.delete(key)
+    }
+
+    func list(prefix: String) async throws(StorageError) -> [BlobMetadata] {
+        try await inner.list(prefix: prefix)
+    }
+}

@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Crash test: a local cluster under load, killed and restarted, then checked.
+
+For each seed it starts a fresh cluster (tools/cluster), runs two load generators against
+the coordinator (list-append, recorded as a history, and bank), and meanwhile a seeded
+nemesis kill -9s one server or all of them every few seconds and restarts them; servers
+may also be started with failpoints (TXNWAL_FAILPOINTS) so they kill themselves at a
+chosen point inside a commit. After the run it heals the cluster, lets the generator do
+final reads of every key, and checks:
+
+  * the list-append history with tools/checker (strict serializability, lost appends, ...)
+  * the bank invariant (the generator exits 1 when a total ever differed)
+  * white-box invariants with txn-verify: every blob referenced from consensus exists,
+    every data shard equals the replay of the committed transactions, and no consensus
+    head or shard upper went backwards across any restart
+  * that at least --min-ok-share of the read-only and write-only list-append
+    transactions succeeded (mixed ones are refused whenever another commit slips in
+    between their read and their commit, which is most of the time under load).
+
+Exit status 0 when every seed passes; 1 with the witnesses otherwise; 2 for usage errors.
+
+`--self-test` runs the servers with deliberate bugs (TXNWAL_TEST_BUGS) and passes only if
+the crash test catches each of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tools" / "cluster"))
+import cluster as clusterlib  # noqa: E402
+
+CHECKER = REPO / "tools" / "checker" / "check.py"
+STORAGE = ("blob-store", "consensus")
+
+# Failpoints the nemesis arms, per role (names documented in deploy/README.md).
+FAILPOINTS = {
+    "consensus": ["consensus.before-fsync", "consensus.after-fsync-before-reply"],
+    "blob-store": ["blob.before-fsync", "blob.after-fsync-before-reply"],
+    "txn-coordinator": [
+        "coordinator.after-batch-put", "coordinator.after-txns-cas", "coordinator.before-reply",
+        "coordinator.before-apply", "coordinator.mid-apply",
+    ],
+}
+
+
+def log(msg: str) -> None:
+    print(f"[crashtest {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@dataclass
+class Options:
+    duration: float
+    kill_min: float
+    kill_max: float
+    clients: int
+    shards: int
+    failpoints: bool
+    min_ok_share: float
+    bin_dir: Path
+    workdir: Path
+    keep: bool
+    bugs: dict[str, str] = field(default_factory=dict)  # role -> TXNWAL_TEST_BUGS value
+    bug_failpoints: dict[str, str] = field(default_factory=dict)  # role -> TXNWAL_FAILPOINTS forced
+
+
+@dataclass
+class Outcome:
+    seed: int
+    passed: bool
+    # Correctness failures: the checker, the bank total, txn-verify, heads going back.
+    violations: list[str]
+    # Everything else that makes a run fail: a server that would not start, a load
+    # generator that crashed, too few successful transactions.
+    problems: list[str]
+    stats: dict
+
+
+class Run:
+    """One seed: cluster, load, nemesis, heal, checks."""
+
+    def __init__(self, seed: int, opts: Options):
+        self.seed = seed
+        self.opts = opts
+        self.rng = random.Random(seed)
+        self.dir = opts.workdir / f"seed-{seed}"
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        roles = {role: clusterlib.RoleConfig(listen=None, metrics=None) for role in clusterlib.ROLES}
+        roles["blob-store"].extra["bucket"] = "crash"
+        # Even seeds keep every batch as written, so txn-verify replays every shard row by
+        # row; odd seeds let compaction and GC run (and crash) too, where the replay of
+        # compacted times is checked by counts, sums and key bounds.
+        self.compaction = seed % 2 == 1
+        if not self.compaction:
+            roles["txn-coordinator"].extra_args.append("--no-compaction")
+        config = clusterlib.Config(
+            data_dir=self.dir / "cluster", bin_dir=opts.bin_dir, storage_transport="unix",
+            start_timeout=60, stop_timeout=30, log_level="notice", roles=roles)
+        self.cluster = clusterlib.Cluster(config)
+        self.problems: list[str] = []
+        self.violations: list[str] = []
+        self.events: list[str] = []
+        self.heads_index = 0
+        self.armed: dict[str, str] = {}  # role -> failpoint spec it was started with
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def tool(self, name: str) -> str:
+        return str(self.opts.bin_dir / name)
+
+    def storage_env(self) -> dict[str, str]:
+        key_id, secret = self.cluster.s3_keys()
+        return {**os.environ, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+
+    def role_env(self, role: str, arm: bool) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if role in self.opts.bugs:
+            env["TXNWAL_TEST_BUGS"] = self.opts.bugs[role]
+        spec = self.opts.bug_failpoints.get(role) if arm else None
+        if spec is None and arm and self.opts.failpoints and self.rng.random() < 0.5:
+            point = self.rng.choice(FAILPOINTS[role])
+            spec = f"{point}=crash#{self.rng.randint(5, 400)}"
+        if spec:
+            env["TXNWAL_FAILPOINTS"] = spec
+            env["TXNWAL_FAILPOINT_SEED"] = str(self.rng.randrange(1 << 31))
+            self.armed[role] = spec
+        else:
+            self.armed.pop(role, None)
+        return env
+
+    def start(self, role: str, arm: bool = True) -> None:
+        env = self.role_env(role, arm)
+        self.cluster.start(role, env)
+        self.events.append(f"start {role}" + (f" armed {env['TXNWAL_FAILPOINTS']}" if "TXNWAL_FAILPOINTS" in env else ""))
+
+    def record_heads(self) -> None:
+        """Records every consensus head; fails the run if one went backwards."""
+        blob, consensus = self.cluster.storage_urls()
+        path = self.dir / f"heads-{self.heads_index:04d}.json"
+        args = [self.tool("txn-verify"), "heads", "--blob", blob, "--consensus", consensus, "--record", str(path)]
+        if self.heads_index > 0:
+            args += ["--previous", str(self.dir / f"heads-{self.heads_index - 1:04d}.json")]
+        r = subprocess.run(args, capture_output=True, text=True, env=self.storage_env(), timeout=120)
+        if r.returncode == 1:
+            self.violations.append(f"a consensus head or shard upper went backwards:\n{r.stdout}{r.stderr}")
+        elif r.returncode != 0:
+            # Consensus may be down (the nemesis is running); try again at the next restart.
+            self.events.append(f"heads not recorded ({r.returncode}): {r.stderr.strip()[:200]}")
+            return
+        self.heads_index += 1
+
+    def loadgen(self, workload: str, extra: list[str]) -> subprocess.Popen:
+        args = [self.tool("loadgen"), workload, *self.cluster.client_args(),
+                "--duration", f"{self.opts.duration:g}", "--seed", str(self.seed),
+                "--clients", str(self.opts.clients), "--shards", str(self.opts.shards),
+                "--summary", str(self.dir / f"{workload}-summary.json"), *extra]
+        out = open(self.dir / f"{workload}.out", "wb")
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # ---- phases ------------------------------------------------------------------------
+
+    def nemesis(self, until: float, loads: list[subprocess.Popen]) -> None:
+        """Kills and restarts servers until `until` (monotonic) or the load ends."""
+        next_fault = time.monotonic() + self.rng.uniform(self.opts.kill_min, self.opts.kill_max)
+        while time.monotonic() < until and all(p.poll() is None for p in loads):
+            # A server that killed itself at a failpoint comes back (maybe armed again).
+            down = [r for r in clusterlib.ROLES if self.cluster.pid(r) is None]
+            if down:
+                for role in down:
+                    self.events.append(f"{role} died (armed: {self.armed.get(role, '-')})")
+                time.sleep(self.rng.uniform(0.1, 1.0))
+                self.restart(down)
+                continue
+            if time.monotonic() >= next_fault:
+                self.fault()
+                next_fault = time.monotonic() + self.rng.uniform(self.opts.kill_min, self.opts.kill_max)
+            time.sleep(0.05)
+
+    def fault(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.15:
+            victims = list(clusterlib.ROLES)
+        else:
+            victims = [self.rng.choice(clusterlib.ROLES)]
+        for role in victims:
+            self.cluster.kill(role)
+        self.events.append(f"kill -9 {' '.join(victims)}")
+        time.sleep(self.rng.uniform(0.1, 1.5))
+        self.restart(victims)
+
+    def restart(self, roles: list[str]) -> None:
+        self.ensure_up(arm=True)
+        self.record_heads()
+
+    def ensure_up(self, arm: bool) -> None:
+        """Starts every server that is down, storage first, until all run at once.
+
+        A failpoint can fire while another server is starting (the coordinator recovers
+        through consensus, which may crash under it), so this goes round again; after the
+        first round servers start unarmed so that it converges."""
+        for attempt in range(8):
+            for role in clusterlib.START_ORDER:
+                if self.cluster.pid(role) is not None:
+                    continue
+                try:
+                    self.start(role, arm=arm and attempt == 0)
+                except clusterlib.ClusterError as e:
+                    first = str(e).splitlines()[0]
+                    self.events.append(f"{role} failed to start ({first}); going round again")
+                    self.cluster.kill(role)
+            if all(self.cluster.pid(r) is not None for r in clusterlib.ROLES):
+                return
+            time.sleep(0.2 * (attempt + 1))
+        raise clusterlib.ClusterError("the cluster did not come up after 8 rounds; see the logs")
+
+    def heal(self) -> None:
+        """Every server up, none armed (bugs stay: they are what the self-test checks)."""
+        for role in clusterlib.START_ORDER:
+            if self.cluster.pid(role) is not None and role in self.armed:
+                self.cluster.stop(role)
+        self.ensure_up(arm=False)
+        self.events.append("healed")
+
+    def execute(self) -> Outcome:
+        log(f"seed {self.seed}: cluster in {self.dir}")
+        stats: dict = {}
+        try:
+            self.cluster.prepare()
+            self.ensure_up(arm=True)
+            self.record_heads()
+            history = self.dir / "history.jsonl"
+            loads = [
+                self.loadgen("list-append", ["--history", str(history)]),
+                self.loadgen("bank", ["--accounts", "8"]),
+            ]
+            self.nemesis(time.monotonic() + self.opts.duration, loads)
+            self.heal()
+            self.record_heads()
+            for p, name in zip(loads, ("list-append", "bank")):
+                try:
+                    rc = p.wait(timeout=self.opts.duration + 240)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    rc = p.wait()
+                    self.problems.append(f"loadgen {name} did not finish (killed)")
+                if rc != 0:
+                    tail = (self.dir / f"{name}.out").read_text(errors="replace").splitlines()[-15:]
+                    # The bank generator exits 1 exactly when a total was wrong.
+                    found = self.violations if (name == "bank" and rc == 1) else self.problems
+                    found.append(f"loadgen {name} exited {rc}:\n    " + "\n    ".join(tail))
+            self.heal()
+            stats = self.check(history)
+        except clusterlib.ClusterError as e:
+            self.problems.append(f"cluster: {e}")
+        finally:
+            for line in self.cluster.down():
+                self.events.append(line)
+        (self.dir / "events.log").write_text("\n".join(self.events) + "\n")
+        passed = not self.problems and not self.violations
+        if passed and not self.opts.keep:
+            shutil.rmtree(self.dir / "cluster", ignore_errors=True)
+        return Outcome(self.seed, passed, self.violations, self.problems, stats)
+
+    def check(self, history: Path) -> dict:
+        stats: dict = {"compaction": self.compaction,
+                       "faults": sum(1 for e in self.events if e.startswith("kill -9")),
+                       "self-kills": sum(1 for e in self.events if " died " in e)}
+        # 1. The history checker.
+        r = subprocess.run([sys.executable, str(CHECKER), str(history), "--json"], capture_output=True, text=True)
+        try:
+            verdict = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            verdict = {"valid": None, "error": r.stderr.strip() or r.stdout.strip()}
+        stats["checker"] = {k: verdict.get(k) for k in ("valid", "stats", "seconds")}
+        if verdict.get("valid") is not True:
+            if verdict.get("valid") is False:
+                self.violations.append("history checker: " + json.dumps(verdict.get("anomalies"), indent=1)[:4000])
+            else:
+                self.problems.append(f"history checker could not run: {verdict.get('error')}")
+        # 2. Enough succeeded.
+        try:
+            summary = json.loads((self.dir / "list-append-summary.json").read_text())
+            by_kind = summary.get("counts", {})
+            counts = by_kind.get("total", {})
+            ok, fail, info = (int(counts.get(k, 0)) for k in ("ok", "fail", "info"))
+            stats["list-append"] = {"ok": ok, "fail": fail, "info": info}
+            # Mixed transactions read at the latest time and commit right after it, so
+            # any commit in between refuses them (a harmless `fail`); most do under load.
+            # The share that must succeed is taken over the read-only and write-only ones.
+            simple = [by_kind.get(k, {}) for k in ("read_only", "write_only")]
+            ok = sum(int(c.get("ok", 0)) for c in simple)
+            total = sum(int(c.get(k, 0)) for c in simple for k in ("ok", "fail", "info"))
+            finals = summary.get("list_append", {}).get("final_reads", {})
+            if finals.get("done", 0) < finals.get("keys", 0):
+                # After healing every acknowledged append must be readable again; a
+                # cluster that cannot serve them has lost or wedged committed data.
+                self.violations.append(
+                    f"after healing, final reads completed for only {finals.get('done')} of "
+                    f"{finals.get('keys')} keys: committed data is unreadable (see {self.dir}/list-append.out)")
+            if total == 0 or ok / total < self.opts.min_ok_share:
+                self.problems.append(
+                    f"only {ok} of {total} read-only and write-only list-append transactions succeeded "
+                    f"(< {self.opts.min_ok_share:.0%}); see {self.dir}/list-append.out")
+        except (OSError, json.JSONDecodeError, ValueError) as e:
+            self.problems.append(f"no list-append summary: {e}")
+        try:
+            bank = json.loads((self.dir / "bank-summary.json").read_text())
+            stats["bank"] = {**bank.get("counts", {}).get("total", {}),
+                             "audits": bank.get("bank", {}).get("invariant_checks"),
+                             "violations": len(bank.get("bank", {}).get("violations", []))}
+        except (OSError, json.JSONDecodeError):
+            self.problems.append("no bank summary")
+        # 3. White-box invariants.
+        blob, consensus = self.cluster.storage_urls()
+        r = subprocess.run(
+            [self.tool("txn-verify"), "check", "--blob", blob, "--consensus", consensus, "--require-applied"],
+            capture_output=True, text=True, env=self.storage_env(), timeout=600)
+        stats["verify"] = r.stdout.strip().splitlines()[-1:] if r.stdout.strip() else []
+        if r.returncode == 1:
+            self.violations.append(f"txn-verify check found violations:\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
+        elif r.returncode != 0:
+            self.problems.append(f"txn-verify check exited {r.returncode}:\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
+        return stats
+
+
+def run_seeds(seeds: list[int], opts: Options) -> list[Outcome]:
+    outcomes = []
+    for seed in seeds:
+        started = time.monotonic()
+        outcome = Run(seed, opts).execute()
+        outcome.stats["seconds"] = round(time.monotonic() - started, 1)
+        verdict = "PASS" if outcome.passed else "FAIL"
+        log(f"seed {seed}: {verdict} {json.dumps(outcome.stats)}")
+        for v in outcome.violations:
+            print(f"  - VIOLATION: {v}", flush=True)
+        for p in outcome.problems:
+            print(f"  - problem: {p}", flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+SELF_TESTS = {
+    # The coordinator commits only a transaction's first shard yet acknowledges it.
+    "commit-first-shard-only": dict(bugs={"txn-coordinator": "commit-first-shard-only"}, bug_failpoints={}),
+    # The consensus log acknowledges a CaS before writing it; killed right after such an
+    # early acknowledgement, the write is lost although the coordinator was told it held.
+    "ack-before-fsync": dict(
+        bugs={"consensus": "ack-before-fsync"},
+        bug_failpoints={"consensus": "consensus.after-early-ack=sleep(20)->crash@0.02"}),
+}
+
+
+def self_test(opts: Options, seed: int) -> int:
+    failures = []
+    for name, bug in SELF_TESTS.items():
+        log(f"self-test: running with the deliberate bug {name}; the crash test must fail")
+        o = Options(**{**opts.__dict__, "bugs": bug["bugs"], "bug_failpoints": bug["bug_failpoints"],
+                       "workdir": opts.workdir / f"self-test-{name}", "failpoints": False})
+        [outcome] = run_seeds([seed], o)
+        # Only a correctness finding counts: a run that merely broke down caught nothing.
+        if not outcome.violations:
+            failures.append(name)
+            log(f"self-test: the bug {name} went UNDETECTED")
+        else:
+            log(f"self-test: the bug {name} was caught ({len(outcome.violations)} violation(s))")
+    if failures:
+        print(f"crashtest self-test FAILED: not caught: {', '.join(failures)}")
+        return 1
+    print(f"crashtest self-test passed: every deliberate bug was caught ({', '.join(SELF_TESTS)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="crashtest.py", description=__doc__.split("\n\n")[0],
+        epilog="Example: tools/crashtest/crashtest.py --seeds 1-10 --duration 60")
+    p.add_argument("--seeds", default="1", help="seeds to run: 1,2,5 or 1-10 (default: 1)")
+    p.add_argument("--duration", type=float, default=30, help="seconds of load and faults per seed (default: 30)")
+    p.add_argument("--kill-interval", default="2:6", help="seconds between faults, MIN:MAX (default: 2:6)")
+    p.add_argument("--clients", type=int, default=8, help="closed-loop clients per workload (default: 8)")
+    p.add_argument("--shards", type=int, default=4, help="data shards per workload (default: 4)")
+    p.add_argument("--no-failpoints", action="store_true", help="only external kill -9, no self-crashing servers")
+    p.add_argument("--min-ok-share", type=float, default=0.3,
+                   help="fail when fewer read-only and write-only list-append txns than this share "
+                        "succeed (default: 0.3)")
+    p.add_argument("--bin-dir", default=os.environ.get("TXNWAL_BIN_DIR", str(REPO / ".build" / "release")),
+                   help="where the servers, loadgen and txn-verify are (default: .build/release)")
+    p.add_argument("--workdir", help="where runs keep their data (default: a new temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep passing runs' cluster data")
+    p.add_argument("--self-test", action="store_true", help="check that deliberate bugs are caught")
+    args = p.parse_args(argv)
+
+    try:
+        seeds: list[int] = []
+        for part in args.seeds.split(","):
+            lo, _, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        kmin, _, kmax = args.kill_interval.partition(":")
+        kill_min, kill_max = float(kmin), float(kmax or kmin)
+        assert 0 < kill_min <= kill_max
+    except (ValueError, AssertionError):
+        p.error("bad --seeds or --kill-interval")
+    bin_dir = Path(args.bin_dir).resolve()
+    for tool in ("blob-store", "consensus", "txn-coordinator", "loadgen", "txn-verify"):
+        if not os.access(bin_dir / tool, os.X_OK):
+            p.error(f"{bin_dir / tool} is missing; build first (swift build -c release)")
+    workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="crashtest-"))
+    opts = Options(
+        duration=args.duration, kill_min=kill_min, kill_max=kill_max, clients=args.clients, shards=args.shards,
+        failpoints=not args.no_failpoints, min_ok_share=args.min_ok_share, bin_dir=bin_dir, workdir=workdir,
+        keep=args.keep)
+    log(f"work directory {workdir}")
+    if args.self_test:
+        return self_test(opts, seeds[0])
+    outcomes = run_seeds(seeds, opts)
+    failed = [o.seed for o in outcomes if not o.passed]
+    passed = [o.seed for o in outcomes if o.passed]
+    print(f"crashtest: {len(passed)} of {len(outcomes)} seeds passed"
+          + (f"; FAILED seeds: {failed} (data kept in {workdir})" if failed else ""))
+    if not failed and not args.workdir and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())
