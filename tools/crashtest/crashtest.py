@@ -172,6 +172,15 @@ class Run:
         out = open(self.dir / f"{workload}.out", "wb")
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
+    def wait_for_progress(self, name: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+        """Waits until a load generator prints its first progress line (its setup is done)."""
+        out = self.dir / f"{name}.out"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(line.startswith("[") for line in out.read_text(errors="replace").splitlines()):
+                return
+            time.sleep(0.05)
+
     # ---- phases ------------------------------------------------------------------------
 
     def nemesis(self, until: float, loads: list[subprocess.Popen]) -> None:
@@ -244,14 +253,16 @@ class Run:
             self.ensure_up(arm=True)
             self.record_heads()
             history = self.dir / "history.jsonl"
-            loads = [
-                self.loadgen("list-append", ["--history", str(history)]),
-                self.loadgen("bank", ["--accounts", "8"]),
-            ]
+            # The bank opens with a deposit committed right after a read that found its
+            # shards empty, which any other commit in between refuses; so it opens first,
+            # and the list-append load starts once the bank reports progress.
+            bank = self.loadgen("bank", ["--accounts", "8"])
+            self.wait_for_progress("bank", bank)
+            loads = [self.loadgen("list-append", ["--history", str(history)]), bank]
             self.nemesis(time.monotonic() + self.opts.duration, loads)
             self.heal()
             self.record_heads()
-            for p, name in zip(loads, ("list-append", "bank")):
+            for p, name in zip(loads, ("list-append", "bank")):  # the order of `loads`
                 try:
                     rc = p.wait(timeout=self.opts.duration + 240)
                 except subprocess.TimeoutExpired:
