@@ -29,6 +29,9 @@ struct OwnPartsCache: Sendable {
 
     var count: Int { entries.count }
 
+    /// Keys in the eviction queue, live or forgotten (bounded by about twice `count`).
+    var queuedKeys: Int { order.count - head }
+
     func get(_ key: String) -> [UInt8]? { entries[key] }
 
     /// Remembers an object just stored, if it is a small part.
@@ -45,8 +48,19 @@ struct OwnPartsCache: Sendable {
             head += 1
             if let gone = entries.removeValue(forKey: victim) { totalBytes -= gone.count }
         }
+        compactOrder()
+    }
+
+    /// Drops the eviction queue's dead prefix, and, when forgotten keys make up most of
+    /// it, the keys no longer cached, so the queue stays proportional to the entries
+    /// (a coordinator whose GC deletes parts as fast as it writes them never evicts).
+    private mutating func compactOrder() {
         if head > 1024, head * 2 > order.count {
             order.removeFirst(head)
+            head = 0
+        }
+        if order.count - head > 2 * entries.count + 1024 {
+            order = order[head...].filter { entries[$0] != nil }
             head = 0
         }
     }
@@ -54,6 +68,7 @@ struct OwnPartsCache: Sendable {
     /// Forgets `key` (deleted, or its fate unknown after a failed write).
     mutating func forget(_ key: String) {
         if let gone = entries.removeValue(forKey: key) { totalBytes -= gone.count }
+        compactOrder()
     }
 }
 

@@ -39,6 +39,19 @@ import Testing
         #expect(c.get("\(Self.shard)/p/w/19999") != nil, "the newest is kept")
     }
 
+    @Test func partsForgottenAsFastAsWrittenDoNotGrowTheQueue() {
+        // A coordinator's GC deletes parts about as fast as it writes them, so the cache
+        // never fills up and never evicts: forgotten keys must not pile up regardless.
+        var c = OwnPartsCache(capacityBytes: 1 << 20, maxPartBytes: 100)
+        for i in 0..<50_000 {
+            c.stored("\(Self.shard)/p/w/\(i)", [1, 2, 3])
+            if i >= 10 { c.forget("\(Self.shard)/p/w/\(i - 10)") }
+        }
+        #expect(c.count == 10)
+        #expect(c.queuedKeys <= 2 * c.count + 1024 + 1, "queue holds \(c.queuedKeys) keys for \(c.count) entries")
+        #expect(c.get("\(Self.shard)/p/w/49999") == [1, 2, 3])
+    }
+
     @Test func aListenerReadsTheClientsOwnPartsWithoutBlobGets() async throws {
         let blob = CountingBlob(MemoryBlob())
         var config = testConfig()

@@ -237,7 +237,9 @@ class Cluster:
     def command(self, role: str) -> tuple[list[str], dict[str, str]]:
         rc = self.config.roles[role]
         argv = [str(self.binary(role))]
-        env = dict(os.environ)
+        # Fault switches reach a server only when the caller asks for them (extra_env of
+        # `start`), never by accident from the operator's shell.
+        env = {k: v for k, v in os.environ.items() if k not in ("TXNWAL_FAILPOINTS", "TXNWAL_TEST_BUGS")}
         if role == "blob-store":
             bucket = rc.extra.get("bucket", "txnwal")
             argv += ["--data-dir", str(self.data_path(role)), "--bucket", bucket,
