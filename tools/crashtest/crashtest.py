@@ -180,12 +180,14 @@ class Run:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_for_progress(self, name: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-        """Waits until a load generator prints its first progress line (its setup is done)."""
+        """Waits until a load generator prints its first progress line (its setup is done),
+        bringing back any server an armed failpoint killed meanwhile."""
         out = self.dir / f"{name}.out"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
             if any(line.startswith("[") for line in out.read_text(errors="replace").splitlines()):
                 return
+            self.revive()
             time.sleep(0.05)
         self.events.append(f"{name} showed no progress within {timeout:.0f} s; starting the rest anyway")
 
@@ -195,18 +197,23 @@ class Run:
         """Kills and restarts servers until `until` (monotonic) or the load ends."""
         next_fault = time.monotonic() + self.rng.uniform(self.opts.kill_min, self.opts.kill_max)
         while time.monotonic() < until and any(p.poll() is None for p in loads):
-            # A server that killed itself at a failpoint comes back (maybe armed again).
-            down = [r for r in clusterlib.ROLES if self.cluster.pid(r) is None]
-            if down:
-                for role in down:
-                    self.events.append(f"{role} died (armed: {self.armed.get(role, '-')})")
-                time.sleep(self.rng.uniform(0.1, 1.0))
-                self.restart(down)
+            if self.revive():
                 continue
             if time.monotonic() >= next_fault:
                 self.fault()
                 next_fault = time.monotonic() + self.rng.uniform(self.opts.kill_min, self.opts.kill_max)
             time.sleep(0.05)
+
+    def revive(self) -> bool:
+        """Restarts the servers that killed themselves at a failpoint (maybe armed again)."""
+        down = [r for r in clusterlib.ROLES if self.cluster.pid(r) is None]
+        if not down:
+            return False
+        for role in down:
+            self.events.append(f"{role} died (armed: {self.armed.get(role, '-')})")
+        time.sleep(self.rng.uniform(0.1, 1.0))
+        self.restart(down)
+        return True
 
     def fault(self) -> None:
         roll = self.rng.random()
