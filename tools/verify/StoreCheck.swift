@@ -330,6 +330,18 @@ private struct CheckRun {
         }
     }
 
+    /// A replay finding about one (key, value, time) of a data shard.
+    func rowViolation(_ message: String, _ m: ShardReplay.Mismatch, shard: ShardID, seqno: SeqNo) -> Violation {
+        var v = violation(.replay, message, shard: shard)
+        v.seqno = seqno.rawValue
+        v.key = ByteText.render(m.key)
+        v.value = ByteText.render(m.value)
+        v.time = m.time
+        v.expectedDiff = m.expected
+        v.actualDiff = m.actual
+        return v
+    }
+
     /// The data shard's contents, from a state whose parts all exist (read again if the
     /// state moves on while its parts are fetched).
     mutating func readDataSide(_ shard: ShardID) async throws -> DataSide {
@@ -390,26 +402,12 @@ private struct CheckRun {
             case (0, _): message = "the data shard holds an update no commit wrote"
             default: message = "the data shard holds a committed update with another diff"
             }
-            var v = violation(.replay, message, shard: shard)
-            v.seqno = state.seqno.rawValue
-            v.key = ByteText.render(m.key)
-            v.value = ByteText.render(m.value)
-            v.time = m.time
-            v.expectedDiff = m.expected
-            v.actualDiff = m.actual
-            findings.add(v)
+            findings.add(rowViolation(message, m, shard: shard, seqno: state.seqno))
         }
         for m in result.strayRows {
-            var v = violation(
-                .replay, "at a time whose committed batches were compacted away, the shard holds an update outside all their key bounds",
-                shard: shard)
-            v.seqno = state.seqno.rawValue
-            v.key = ByteText.render(m.key)
-            v.value = ByteText.render(m.value)
-            v.time = m.time
-            v.expectedDiff = m.expected
-            v.actualDiff = m.actual
-            findings.add(v)
+            findings.add(rowViolation(
+                "at a time whose committed batches were compacted away, the shard holds an update outside all their key bounds",
+                m, shard: shard, seqno: state.seqno))
         }
         for m in result.countMismatches {
             var v = violation(
