@@ -49,7 +49,10 @@ let package = Package(
         // Vocabulary types shared by every layer. No dependencies.
         .target(name: "PersistCore", swiftSettings: strict),
         // Every persisted and wire format. Depends on PersistCore only.
-        .target(name: "PersistCodec", dependencies: ["PersistCore"], swiftSettings: strict),
+        .target(name: "PersistCodec", dependencies: ["PersistCore", "CCRC32C"], swiftSettings: strict),
+        // CRC32C with the CPU's crc32 instruction where it has one (SSE4.2, ARMv8 CRC),
+        // chosen at run time; the Swift table code covers everything else.
+        .target(name: "CCRC32C"),
 
         // System compression libraries (the README's setup installs the -dev packages).
         .systemLibrary(
@@ -69,6 +72,7 @@ let package = Package(
                 "PersistCore", "PersistCodec",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict),
         // The Blob/Consensus conformance suites, shared by every backend's tests

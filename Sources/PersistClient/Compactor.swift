@@ -1,4 +1,5 @@
 import PersistCodec
+import PersistCompression
 import PersistCore
 import PersistLocation
 
@@ -22,6 +23,23 @@ struct Compactor {
             || updates >= config.compactionMinUpdates
     }
 
+    /// The codec for the output of `req`: `config.compactionCompression` once the input
+    /// parts' stored sizes add up to `config.compactionDenseMinBytes`, else the write
+    /// path's `config.compression` (see `PersistConfig` for why).
+    static func outputCompression(_ req: MergeRequest, config: PersistConfig) -> Compression {
+        var inputBytes: UInt64 = 0
+        for input in req.inputs {
+            for part in input.parts {
+                // Saturates: sizes come from state, and a wrapped sum must not pick the
+                // fast codec for a huge merge.
+                let (sum, overflow) = inputBytes.addingReportingOverflow(part.encodedSizeBytes)
+                inputBytes = overflow ? .max : sum
+            }
+        }
+        let threshold = UInt64(max(0, config.compactionDenseMinBytes))
+        return inputBytes >= threshold ? config.compactionCompression : config.compression
+    }
+
     func compact(_ req: MergeRequest) async throws {
         let shard = machine.shard
         var updates: [Update] = []
@@ -33,7 +51,7 @@ struct Compactor {
             }
         }
         Consolidation.consolidate(&updates)
-        let output = try await write(updates, desc: req.desc)
+        let output = try await write(updates, desc: req.desc, compression: Self.outputCompression(req, config: config))
         let inputs = req.inputs
         let applied = try await machine.applyIdempotent { s in
             // After an indeterminate attempt, "inputs gone, output present" means ours won.
@@ -49,10 +67,10 @@ struct Compactor {
     /// Writes consolidated `updates` as parts of about the target size. If writing stops
     /// part way (cancellation, a compression error), the parts already written are
     /// deleted again.
-    func write(_ updates: [Update], desc: BatchDescription) async throws -> HollowBatch {
+    func write(_ updates: [Update], desc: BatchDescription, compression: Compression) async throws -> HollowBatch {
         var parts: [HollowBatchPart] = []
         do {
-            return try await writeParts(updates, desc: desc, into: &parts)
+            return try await writeParts(updates, desc: desc, compression: compression, into: &parts)
         } catch {
             let partial = HollowBatch(desc: desc, rowCount: parts.reduce(0) { $0 + $1.rowCount }, parts: parts)
             await BatchBuilder.deleteParts(of: partial, shard: machine.shard, blob: blob, config: config)
@@ -60,9 +78,9 @@ struct Compactor {
         }
     }
 
-    private func writeParts(_ updates: [Update], desc: BatchDescription, into parts: inout [HollowBatchPart]) async throws
-        -> HollowBatch
-    {
+    private func writeParts(
+        _ updates: [Update], desc: BatchDescription, compression: Compression, into parts: inout [HollowBatchPart]
+    ) async throws -> HollowBatch {
         var start = 0
         while start < updates.count {
             var end = start
@@ -71,7 +89,7 @@ struct Compactor {
                 bytes += updates[end].key.count + updates[end].value.count + 18
                 end += 1
             }
-            let encoded = try BatchParts.encode(Array(updates[start..<end]), compression: config.compression)
+            let encoded = try BatchParts.encode(Array(updates[start..<end]), compression: compression)
             let key = BatchParts.newPartKey(writerKey: Self.writerKey)
             let full = BatchParts.blobKey(shard: machine.shard, partKey: key)
             let bytesToWrite = encoded.bytes

@@ -17,7 +17,11 @@ public enum Compression: Hashable, Sendable {
     /// size field can make it allocate.
     public static let maxDecompressedSize = 1 << 32
 
-    /// zstd level 1: the default for batch parts (fast, good ratio on row data).
+    /// zstd level 1, the dense setting: what `PersistConfig` writes large compaction
+    /// outputs with by default, and the decoder for any zstd part (the level does not
+    /// matter for decoding). Parts on the write path default to `.lz4` instead, which
+    /// trades ratio for speed: on batch-part rows it compresses about 1.6x and
+    /// decompresses about 2x as fast as this, at roughly 60% of its ratio.
     public static let `default` = Compression.zstd(level: 1)
 
     /// Compresses `input` in one call.

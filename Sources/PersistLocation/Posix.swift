@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
+import NIOPosix
 import PersistCore
 
 /// Thin wrappers over the POSIX file calls the disk backends need. Each failure becomes
@@ -120,6 +120,18 @@ enum Posix {
         }
     }
 
+    /// Renames a file; false if `from` did not exist.
+    static func renameIfExists(_ from: String, _ to: String) throws(StorageError) -> Bool {
+        if rename(from, to) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw error("rename", "\(from) -> \(to)", determinacy: .indeterminate)
+    }
+
+    /// Cuts the file at `path` to zero bytes, freeing its blocks.
+    static func truncatePath(_ path: String) throws(StorageError) {
+        guard truncate(path, 0) == 0 else { throw error("truncate", path, determinacy: .indeterminate) }
+    }
+
     /// Removes a file; false if it did not exist.
     @discardableResult
     static func unlinkFile(_ path: String) throws(StorageError) -> Bool {
@@ -225,21 +237,30 @@ enum Posix {
 
 /// Runs blocking file-system work on threads outside Swift's cooperative pool, so a slow
 /// disk never starves the async tasks of a server.
+///
+/// The pool has its own threads, more than there are cores: each `FileBlob.set` spends
+/// most of its time waiting in `fsync`, and a pool the size of the core count (what a
+/// concurrent Dispatch queue gives on Linux) let two slow flushes hold up every other
+/// request, including reads served from the page cache.
 enum BlockingIO {
-    private static let queue = DispatchQueue(
-        label: "swift-txn-wal.blocking-io", qos: .userInitiated, attributes: .concurrent)
+    /// Threads in the pool; enough for the flushes a busy blob-store has in flight.
+    static let threadCount = 16
+
+    private static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: threadCount)
+        pool.start()
+        return pool
+    }()
 
     static func run<T: Sendable>(_ work: @escaping @Sendable () throws(StorageError) -> T)
         async throws(StorageError) -> T
     {
-        let result: Result<T, StorageError> = await withCheckedContinuation { c in
-            queue.async {
-                do throws(StorageError) {
-                    c.resume(returning: .success(try work()))
-                } catch {
-                    c.resume(returning: .failure(error))
-                }
-            }
+        let result: Result<T, StorageError>
+        do {
+            result = try await pool.runIfActive { Result { () throws(StorageError) in try work() } }
+        } catch {
+            // The pool is never shut down, so this means the process is going away.
+            throw .determinate(.unavailable, "the file I/O thread pool is not running: \(error)")
         }
         return try result.get()
     }

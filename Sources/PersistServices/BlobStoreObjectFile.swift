@@ -16,47 +16,25 @@ import PersistLocation
 ///
 /// Everything comes from one descriptor: `info` (from `fstat`) and every byte read
 /// describe the same file even while a writer renames a new version over the key, and a
-/// version deleted meanwhile stays readable until the last reference goes. `FileBlob`
-/// never changes a file in place, so the bytes match `info` for as long as the file is
-/// open. The descriptor is closed when the last reference is dropped, whatever path the
-/// answer took.
+/// version deleted meanwhile stays readable until the last reference goes (`FileBlob`
+/// never changes a file in place, and does not recycle a file that is open for reading).
+/// The descriptor is closed when the last reference is dropped, whatever path the answer
+/// took.
 final class BlobStoreObjectFile: Sendable {
-    let path: String
     let info: BlobStoreFileInfo
-    private let fd: Int32
+    private let file: FileBlobOpenFile
+    var path: String { file.path }
+    private var fd: Int32 { file.descriptor }
 
-    private init(path: String, fd: Int32, info: BlobStoreFileInfo) {
-        self.path = path
-        self.fd = fd
-        self.info = info
+    private init(_ file: FileBlobOpenFile) {
+        self.file = file
+        self.info = BlobStoreFileInfo(inode: file.inode, size: file.size, modifiedNanos: file.modifiedNanos)
     }
-
-    deinit { close(fd) }
 
     /// Opens the file of object `key` in `bucket`; nil if there is none. Errors are
     /// determinate (`io`, or `unavailable` when the I/O pool is shut down).
     static func open(_ key: String, in bucket: FileBlob) async throws(StorageError) -> BlobStoreObjectFile? {
-        let path = BlobStoreFileInfo.path(of: key, in: bucket)
-        return try await blocking(path) { () throws(StorageError) -> BlobStoreObjectFile? in
-            let fd = openForReading(path)
-            if fd < 0 {
-                let code = errno
-                // A missing directory on a long key's path is as absent as a missing file.
-                if code == ENOENT || code == ENOTDIR { return nil }
-                throw failure("open", path, code)
-            }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else {
-                let code = errno
-                close(fd)
-                throw failure("fstat", path, code)
-            }
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
-                close(fd)
-                return nil
-            }
-            return BlobStoreObjectFile(path: path, fd: fd, info: BlobStoreFileInfo(st))
-        }
+        try await bucket.openForReading(key).map(BlobStoreObjectFile.init)
     }
 
     /// The bytes at `range` (within `info.size`), in one new buffer: one copy, from the
@@ -129,9 +107,4 @@ final class BlobStoreObjectFile: Sendable {
     private static func failure(_ call: String, _ path: String, _ code: Int32) -> StorageError {
         .determinate(.io, "\(call) \(path): \(String(cString: strerror(code)))")
     }
-}
-
-/// `open(2)` for reading (a free function: inside the type, `open` names the type's own).
-private func openForReading(_ path: String) -> Int32 {
-    open(path, O_RDONLY | O_CLOEXEC)
 }

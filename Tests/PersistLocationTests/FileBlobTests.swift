@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PersistConformance
 import PersistCore
 import Testing
@@ -47,8 +50,10 @@ import Testing
         for (i, key) in BlobConformance.hostileKeys.enumerated() { try await blob.set(key, [UInt8(i)]) }
         // Nothing was created beside the root.
         #expect(listTree(dir.path).allSatisfy { $0 == "root" || $0.hasPrefix("root/") })
-        // And every entry inside is an object's name or a chunk directory of one.
-        for entry in listTree(root) {
+        // And every entry inside is an object's name or a chunk directory of one (or the
+        // store's own, empty, spare directory).
+        #expect(listTree(root).filter { $0.hasPrefix(".") } == [".spare"])
+        for entry in listTree(root) where entry != ".spare" {
             let parts = entry.split(separator: "/")
             #expect(parts.first?.hasPrefix("@") == true, "\(entry) starts like an object name")
             #expect(parts.dropLast().allSatisfy { $0.hasSuffix("+") }, "\(entry) passes only through chunk directories")
@@ -66,6 +71,131 @@ import Testing
         _ = try FileBlob(root: dir.path)
         #expect(!listTree(dir.path).contains(".tmp-deadbeef"))
         #expect(try await blob.get("kept") == [1])
+    }
+}
+
+@Suite struct FileBlobRecyclingTests {
+    /// The inode and bytes of `key`'s file, read through a registered open.
+    private func opened(_ blob: FileBlob, _ key: String) async throws -> (inode: UInt64, bytes: [UInt8])? {
+        guard let file = try await blob.openForReading(key) else { return nil }
+        return (file.inode, read(file))
+    }
+
+    private func read(_ file: FileBlobOpenFile) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: file.size)
+        let n = bytes.withUnsafeMutableBytes { pread(file.descriptor, $0.baseAddress, $0.count, 0) }
+        return Array(bytes.prefix(max(n, 0)))
+    }
+
+    @Test func aDeletedObjectsFileHoldsTheNextObject() async throws {
+        let dir = TemporaryDirectory("file-blob-recycle")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path)
+        try await blob.set("a", Array(repeating: 7, count: 5000))
+        let before = try #require(try await opened(blob, "a"))
+        #expect(try await blob.delete("a") == 5000)
+        #expect(blob.spareCount == 1)
+        // The spare keeps no data: deleting frees the object's space.
+        let spares = listTree(dir.path + "/.spare")
+        #expect(spares.count == 1)
+        #expect(spares.allSatisfy { readFile(dir.path + "/.spare/" + $0) == [] })
+        #expect(try await blob.get("a") == nil)
+        #expect(try await blob.list(prefix: "").isEmpty, "spares are never listed")
+
+        try await blob.set("b", [1, 2, 3])
+        #expect(blob.spareCount == 0)
+        let after = try #require(try await opened(blob, "b"))
+        #expect(after.inode == before.inode, "b was written into a's old file")
+        #expect(after.bytes == [1, 2, 3], "and holds exactly b's bytes")
+        #expect(listTree(dir.path + "/.spare").isEmpty)
+    }
+
+    @Test func aFileOpenForReadingIsNeverRecycled() async throws {
+        let dir = TemporaryDirectory("file-blob-reader")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path)
+        try await blob.set("a", [1, 1, 1, 1])
+        let reader = try #require(try await blob.openForReading("a"))
+        #expect(try await blob.delete("a") == 4)
+        #expect(blob.spareCount == 0, "a reader had it open: unlinked instead")
+        try await blob.set("b", [2, 2])
+        #expect(read(reader) == [1, 1, 1, 1], "the reader still sees the deleted object")
+        #expect(try await blob.get("a") == nil)
+
+        // Once the reader is gone, deletes recycle again.
+        _ = consume reader
+        #expect(try await blob.delete("b") == 2)
+        #expect(blob.spareCount == 1)
+    }
+
+    @Test func thePoolIsBounded() async throws {
+        let dir = TemporaryDirectory("file-blob-bounded")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path, maxSpares: 2)
+        for i in 0..<5 { try await blob.set("k\(i)", [UInt8(i)]) }
+        for i in 0..<5 { #expect(try await blob.delete("k\(i)") == 1) }
+        #expect(blob.spareCount == 2)
+        #expect(listTree(dir.path + "/.spare").count == 2, "the others were unlinked")
+
+        let off = try FileBlob(root: dir.path + "/off", maxSpares: 0)
+        try await off.set("x", [1])
+        #expect(try await off.delete("x") == 1)
+        #expect(off.spareCount == 0)
+        #expect(listTree(dir.path + "/off/.spare").isEmpty)
+    }
+
+    @Test func sparesOfAnEarlierProcessAreDiscarded() async throws {
+        let dir = TemporaryDirectory("file-blob-reopen")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path)
+        try await blob.set("kept", [4, 5])
+        for i in 0..<3 {
+            try await blob.set("gone\(i)", [UInt8(i)])
+            _ = try await blob.delete("gone\(i)")
+        }
+        #expect(listTree(dir.path + "/.spare").count == 1, "each set reused the previous delete's file")
+        let reopened = try FileBlob(root: dir.path)
+        #expect(reopened.spareCount == 0)
+        #expect(listTree(dir.path + "/.spare").isEmpty)
+        #expect(try await reopened.get("kept") == [4, 5])
+        #expect(try await reopened.list(prefix: "").map(\.key) == ["kept"])
+    }
+
+    /// Many tasks write, read and delete objects with distinct contents at once: a read
+    /// sees its key's bytes or nothing, never another object's.
+    @Test func concurrentTrafficNeverMixesObjects() async throws {
+        let dir = TemporaryDirectory("file-blob-mix")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path, maxSpares: 8)
+        func value(_ key: Int, _ round: Int) -> [UInt8] {
+            Array(repeating: UInt8(truncatingIfNeeded: key &* 31 &+ round), count: 100 + (key * 37 + round * 11) % 3000)
+        }
+        let mixups = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<6 {
+                group.addTask {
+                    var rng = SeededGenerator(seed: UInt64(worker) + 1)
+                    var bad = 0
+                    for round in 0..<60 {
+                        let key = Int.random(in: 0..<12, using: &rng)
+                        let name = "obj\(key)"
+                        switch Int.random(in: 0..<3, using: &rng) {
+                        case 0:
+                            // Each key's bytes say which key they are (and the round).
+                            try await blob.set(name, value(key, round))
+                        case 1:
+                            if let got = try await blob.get(name), !(0..<60).contains(where: { value(key, $0) == got }) {
+                                bad += 1
+                            }
+                        default:
+                            _ = try await blob.delete(name)
+                        }
+                    }
+                    return bad
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(mixups == 0)
     }
 }
 

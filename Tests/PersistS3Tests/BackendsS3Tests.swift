@@ -58,7 +58,9 @@ import Testing
         let first = try Backends.blob(url)
         try await Self.exercise(first.backend, tag: "file")
         await first.close()
-        #expect(directory.files().count == 2 && directory.files().allSatisfy { $0.hasPrefix("blobs/") }, "\(directory.files())")
+        // Two objects, plus (for the object deleted) an emptied file kept for reuse.
+        let objects = directory.files().filter { !$0.hasPrefix("blobs/.spare/") }
+        #expect(objects.count == 2 && objects.allSatisfy { $0.hasPrefix("blobs/") }, "\(directory.files())")
         // Opened again, the same directory holds the same objects.
         let again = try Backends.blob(url)
         #expect(try await again.backend.get("file/d/e") == Array("value 2".utf8))
