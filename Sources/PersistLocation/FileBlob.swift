@@ -15,9 +15,11 @@ import Synchronization
 /// and is durable when `set` returns. Keys map to file names through `FileBlobPath`,
 /// which is injective and never leaves the root, whatever the key holds.
 ///
-/// Deleted objects' files are recycled: `delete` renames the file into a spare
-/// directory (after the removal is durable, and only when nobody in this process has it
-/// open) and a later `set` rewrites a spare instead of creating a new file. Persist
+/// Deleted objects' files are recycled: `delete` renames the file to a spare name in the
+/// same directory (`.spare-N`; only when nobody in this process has it open), and once
+/// that is durable empties it; a later `set` rewrites a spare and renames it to its
+/// object's name instead of creating a new file. Spares stay in the objects' directory so
+/// that the one directory fsync that makes a rename durable covers both of its names. Persist
 /// writes and deletes parts at the same steady rate, so with recycling the store stops
 /// allocating and freeing an inode per object. That matters on ext4 without a journal,
 /// where every inode allocation walks past each inode freed in the last few seconds:
@@ -26,11 +28,13 @@ import Synchronization
 /// a file that is open is unlinked rather than recycled, so no reader ever sees another
 /// object's bytes.
 ///
+/// Only objects stored directly in the root (every key up to `FileBlobPath.maxComponent`
+/// escaped bytes) take part; longer keys live in chunk directories and use plain files.
+///
 /// One process owns a root at a time (the blob-store server, or an embedded user); on
 /// open it removes temporary files and spares left by an earlier process.
 public final class FileBlob: Blob {
     public let root: String
-    private let spareDirectory: String
     private let spares: Mutex<FileBlobSpares>
     /// Paths open for reading in this process, with how many times each is open.
     private let readers = Mutex<[String: Int]>([:])
@@ -40,7 +44,6 @@ public final class FileBlob: Blob {
     public init(root: String, maxSpares: Int = FileBlobSpares.defaultCapacity) throws(StorageError) {
         let trimmed = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
         self.root = trimmed
-        self.spareDirectory = trimmed + "/" + FileBlobPath.spareDirectory
         self.spares = Mutex(FileBlobSpares(capacity: maxSpares))
         let created = try Posix.makeDirectories(trimmed)
         if let first = created.first { try Posix.syncDirectory(Posix.parentDirectory(first)) }
@@ -124,24 +127,26 @@ public final class FileBlob: Blob {
 
     public func delete(_ key: String) async throws(StorageError) -> Int? {
         let path = root + "/" + FileBlobPath.relativePath(for: key)
+        let dir = Posix.parentDirectory(path)
+        let root = self.root
         return try await BlockingIO.run { () throws(StorageError) -> Int? in
             guard let size = try Posix.sizeIfExists(path) else { return nil }
+            let spare = dir == root ? self.spares.withLock { $0.nameForNext() } : nil
             // Recycle only a file nobody has open, deciding under the readers' lock so
             // that no one can open it between the check and the rename.
-            let spare = self.spares.withLock { $0.nameForNext() }
             let recycled = try self.readers.withLock { (open) throws(StorageError) -> Bool? in
                 if let spare, open[path] == nil {
-                    guard try Posix.renameIfExists(path, self.spareDirectory + "/" + spare) else { return nil }
+                    guard try Posix.renameIfExists(path, root + "/" + spare) else { return nil }
                     return true
                 }
                 guard try Posix.unlinkFile(path) else { return nil }
                 return false
             }
             guard let recycled else { return nil }
-            try Posix.syncDirectory(Posix.parentDirectory(path))
+            try Posix.syncDirectory(dir)
             if recycled, let spare {
                 // Only now, with the removal durable, may the inode hold another object.
-                let sparePath = self.spareDirectory + "/" + spare
+                let sparePath = root + "/" + spare
                 if (try? Posix.truncatePath(sparePath)) != nil {
                     self.spares.withLock { $0.add(spare) }
                 } else {
@@ -153,11 +158,11 @@ public final class FileBlob: Blob {
     }
 
     /// A new file to write an object into, open for writing and empty: a recycled spare
-    /// (renamed to the object's name from the spare directory once written), or else a
-    /// newly created temporary file in `dir`.
+    /// when the object lives in the root (renamed to the object's name once written, in
+    /// the same directory), or else a newly created temporary file in `dir`.
     private func openTemporary(in dir: String) throws(StorageError) -> (String, Int32) {
-        if let spare = spares.withLock({ $0.take() }) {
-            let sparePath = spareDirectory + "/" + spare
+        if dir == root, let spare = spares.withLock({ $0.take() }) {
+            let sparePath = root + "/" + spare
             if let fd = try? Posix.openFile(sparePath, O_WRONLY | O_TRUNC) { return (sparePath, fd) }
             _ = try? Posix.unlinkFile(sparePath)
         }
@@ -211,7 +216,8 @@ public final class FileBlob: Blob {
     ) throws(StorageError) {
         guard let entries = try Posix.listDirectory(dir) else { return }
         for entry in entries {
-            if entry.name.hasPrefix(FileBlobPath.temporaryPrefix) { continue }
+            // Temporary files and spares: never objects.
+            if entry.name.hasPrefix(".") { continue }
             if entry.isDirectory {
                 guard entry.name.hasSuffix(FileBlobPath.continuationSuffix) else { continue }
                 let chunk = String(entry.name.dropLast(FileBlobPath.continuationSuffix.count))
@@ -234,15 +240,16 @@ public final class FileBlob: Blob {
         }
     }
 
-    /// Empties the spare directory (creating it if needed). Spares from an earlier process
-    /// are never reused: after a crash the renames that made them spares may not have been
-    /// durable, so one could still be an object's file.
+    /// Removes the spares of an earlier process (they are never reused: after a crash a
+    /// spare's rename may not have been durable). A spare that shares its inode with an
+    /// object's name is left alone: that happens only when a crash caught a rename half
+    /// written to disk, and unlinking either name could then free the object's inode.
     private func removeSpares() throws(StorageError) {
-        if let entries = try Posix.listDirectory(spareDirectory) {
-            for entry in entries where !entry.isDirectory { try Posix.unlinkFile(spareDirectory + "/" + entry.name) }
-        } else {
-            _ = try Posix.makeDirectories(spareDirectory)
-            try Posix.syncDirectory(root)
+        guard let entries = try Posix.listDirectory(root) else { return }
+        let objectInodes = Set(entries.filter { !$0.isDirectory && !$0.name.hasPrefix(".") }.map(\.inode))
+        for entry in entries where !entry.isDirectory && entry.name.hasPrefix(FileBlobPath.sparePrefix) {
+            if objectInodes.contains(entry.inode) { continue }
+            try Posix.unlinkFile(root + "/" + entry.name)
         }
     }
 }
@@ -260,8 +267,9 @@ public final class FileBlob: Blob {
 public enum FileBlobPath {
     public static let maxComponent = 200
     static let temporaryPrefix = ".tmp-"
-    /// Where deleted files wait to be reused (escaped names never start with `.`).
-    static let spareDirectory = ".spare"
+    /// The name prefix of deleted files waiting to be reused (escaped names never start
+    /// with `.`).
+    static let sparePrefix = ".spare-"
     static let continuationSuffix = "+"
     static let namePrefix = UInt8(ascii: "@")
 
@@ -330,7 +338,7 @@ public enum FileBlobPath {
     }
 }
 
-/// The pool of recycled files of a `FileBlob`: names in its spare directory, reused most
+/// The pool of recycled files of a `FileBlob`: spare names in its root, reused most
 /// recently deleted first (its blocks were freed last, so that is all the same to the
 /// disk). Pure bookkeeping; `FileBlob` does the renames.
 public struct FileBlobSpares: Sendable {
@@ -351,7 +359,7 @@ public struct FileBlobSpares: Sendable {
     public mutating func nameForNext() -> String? {
         guard names.count < capacity else { return nil }
         next += 1
-        return "spare-" + String(next, radix: 16)
+        return FileBlobPath.sparePrefix + String(next, radix: 16)
     }
 
     /// Records that the file `name` (from `nameForNext`) is now a spare.

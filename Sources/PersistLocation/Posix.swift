@@ -175,13 +175,13 @@ enum Posix {
     }
 
     /// The names in a directory (without `.` and `..`), or nil if it does not exist.
-    static func listDirectory(_ path: String) throws(StorageError) -> [(name: String, isDirectory: Bool)]? {
+    static func listDirectory(_ path: String) throws(StorageError) -> [(name: String, isDirectory: Bool, inode: UInt64)]? {
         guard let dir = opendir(path) else {
             if errno == ENOENT { return nil }
             throw error("opendir", path, determinacy: .determinate)
         }
         defer { closedir(dir) }
-        var out: [(String, Bool)] = []
+        var out: [(String, Bool, UInt64)] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
@@ -196,7 +196,7 @@ enum Posix {
             } else {
                 isDir = false
             }
-            out.append((name, isDir))
+            out.append((name, isDir, UInt64(entry.pointee.d_ino)))
         }
         return out
     }

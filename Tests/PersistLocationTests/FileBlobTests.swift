@@ -50,10 +50,8 @@ import Testing
         for (i, key) in BlobConformance.hostileKeys.enumerated() { try await blob.set(key, [UInt8(i)]) }
         // Nothing was created beside the root.
         #expect(listTree(dir.path).allSatisfy { $0 == "root" || $0.hasPrefix("root/") })
-        // And every entry inside is an object's name or a chunk directory of one (or the
-        // store's own, empty, spare directory).
-        #expect(listTree(root).filter { $0.hasPrefix(".") } == [".spare"])
-        for entry in listTree(root) where entry != ".spare" {
+        // And every entry inside is an object's name or a chunk directory of one.
+        for entry in listTree(root) {
             let parts = entry.split(separator: "/")
             #expect(parts.first?.hasPrefix("@") == true, "\(entry) starts like an object name")
             #expect(parts.dropLast().allSatisfy { $0.hasSuffix("+") }, "\(entry) passes only through chunk directories")
@@ -81,6 +79,11 @@ import Testing
         return (file.inode, read(file))
     }
 
+    /// The spare files in the root.
+    private func spares(_ root: String) -> [String] {
+        listTree(root).filter { $0.hasPrefix(".spare-") }
+    }
+
     private func read(_ file: FileBlobOpenFile) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: file.size)
         let n = bytes.withUnsafeMutableBytes { pread(file.descriptor, $0.baseAddress, $0.count, 0) }
@@ -96,9 +99,9 @@ import Testing
         #expect(try await blob.delete("a") == 5000)
         #expect(blob.spareCount == 1)
         // The spare keeps no data: deleting frees the object's space.
-        let spares = listTree(dir.path + "/.spare")
-        #expect(spares.count == 1)
-        #expect(spares.allSatisfy { readFile(dir.path + "/.spare/" + $0) == [] })
+        let left = spares(dir.path)
+        #expect(left.count == 1)
+        #expect(left.allSatisfy { readFile(dir.path + "/" + $0) == [] })
         #expect(try await blob.get("a") == nil)
         #expect(try await blob.list(prefix: "").isEmpty, "spares are never listed")
 
@@ -107,7 +110,7 @@ import Testing
         let after = try #require(try await opened(blob, "b"))
         #expect(after.inode == before.inode, "b was written into a's old file")
         #expect(after.bytes == [1, 2, 3], "and holds exactly b's bytes")
-        #expect(listTree(dir.path + "/.spare").isEmpty)
+        #expect(spares(dir.path).isEmpty)
     }
 
     @Test func aFileOpenForReadingIsNeverRecycled() async throws {
@@ -135,13 +138,13 @@ import Testing
         for i in 0..<5 { try await blob.set("k\(i)", [UInt8(i)]) }
         for i in 0..<5 { #expect(try await blob.delete("k\(i)") == 1) }
         #expect(blob.spareCount == 2)
-        #expect(listTree(dir.path + "/.spare").count == 2, "the others were unlinked")
+        #expect(spares(dir.path).count == 2, "the others were unlinked")
 
         let off = try FileBlob(root: dir.path + "/off", maxSpares: 0)
         try await off.set("x", [1])
         #expect(try await off.delete("x") == 1)
         #expect(off.spareCount == 0)
-        #expect(listTree(dir.path + "/off/.spare").isEmpty)
+        #expect(spares(dir.path + "/off").isEmpty)
     }
 
     @Test func sparesOfAnEarlierProcessAreDiscarded() async throws {
@@ -153,12 +156,47 @@ import Testing
             try await blob.set("gone\(i)", [UInt8(i)])
             _ = try await blob.delete("gone\(i)")
         }
-        #expect(listTree(dir.path + "/.spare").count == 1, "each set reused the previous delete's file")
+        #expect(spares(dir.path).count == 1, "each set reused the previous delete's file")
         let reopened = try FileBlob(root: dir.path)
         #expect(reopened.spareCount == 0)
-        #expect(listTree(dir.path + "/.spare").isEmpty)
+        #expect(spares(dir.path).isEmpty)
         #expect(try await reopened.get("kept") == [4, 5])
         #expect(try await reopened.list(prefix: "").map(\.key) == ["kept"])
+    }
+
+    /// A crash can leave a spare name and an object name on one inode (a rename half on
+    /// disk). Opening must not unlink that spare: with the link count not yet updated,
+    /// that would free the object's inode.
+    @Test func aSpareSharingAnObjectsInodeIsLeftAlone() async throws {
+        let dir = TemporaryDirectory("file-blob-shared-inode")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path)
+        try await blob.set("obj", [8, 8, 8])
+        let objectPath = dir.path + "/" + FileBlobPath.relativePath(for: "obj")
+        #expect(link(objectPath, dir.path + "/.spare-77") == 0)
+        writeFile(dir.path + "/.spare-78", [1])
+        let reopened = try FileBlob(root: dir.path)
+        #expect(spares(dir.path) == [".spare-77"], "the unshared spare went, the shared one stayed")
+        #expect(reopened.spareCount == 0, "and it is not reused")
+        #expect(try await reopened.get("obj") == [8, 8, 8])
+        #expect(try await reopened.list(prefix: "").map(\.key) == ["obj"])
+    }
+
+    /// Keys too long for one file name live in chunk directories and never use spares.
+    @Test func longKeysUsePlainFiles() async throws {
+        let dir = TemporaryDirectory("file-blob-long")
+        defer { dir.remove() }
+        let blob = try FileBlob(root: dir.path)
+        let long = String(repeating: "k", count: FileBlobPath.maxComponent + 10)
+        try await blob.set(long, [1])
+        #expect(try await blob.delete(long) == 1)
+        #expect(blob.spareCount == 0)
+        try await blob.set("short", [2])
+        #expect(try await blob.delete("short") == 1)
+        #expect(blob.spareCount == 1)
+        try await blob.set(long + "x", [3])
+        #expect(blob.spareCount == 1, "a long key's object does not take the root's spare")
+        #expect(try await blob.get(long + "x") == [3])
     }
 
     /// Many tasks write, read and delete objects with distinct contents at once: a read

@@ -59,7 +59,7 @@ import Testing
         try await Self.exercise(first.backend, tag: "file")
         await first.close()
         // Two objects, plus (for the object deleted) an emptied file kept for reuse.
-        let objects = directory.files().filter { !$0.hasPrefix("blobs/.spare/") }
+        let objects = directory.files().filter { !$0.hasPrefix("blobs/.spare-") }
         #expect(objects.count == 2 && objects.allSatisfy { $0.hasPrefix("blobs/") }, "\(directory.files())")
         // Opened again, the same directory holds the same objects.
         let again = try Backends.blob(url)
