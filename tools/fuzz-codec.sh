@@ -47,12 +47,16 @@ echo "fuzz-codec: building $build/fuzz-decoders" >&2
 run_locked swiftc "${flags[@]}" -wmo -c -module-name PersistCore \
     -emit-module -emit-module-path "$build/PersistCore.swiftmodule" \
     "$root"/Sources/PersistCore/*.swift -o "$build/PersistCore.o"
+# PersistCodec's C dependency (hardware CRC32C), found through its module map.
+run_locked clang -O2 -fsanitize=fuzzer-no-link,address -c "$root/Sources/CCRC32C/ccrc32c.c" \
+    -I "$root/Sources/CCRC32C/include" -o "$build/CCRC32C.o"
 run_locked swiftc "${flags[@]}" -wmo -c -module-name PersistCodec -I "$build" \
+    -I "$root/Sources/CCRC32C/include" \
     -emit-module -emit-module-path "$build/PersistCodec.swiftmodule" \
     "$root"/Sources/PersistCodec/*.swift -o "$build/PersistCodec.o"
 # lld: the default gold linker warns about every sanitizer helper symbol.
-run_locked swiftc "${flags[@]}" -module-name FuzzDecoders -I "$build" -use-ld=lld \
-    "$root/tools/fuzz/FuzzDecoders.swift" "$build/PersistCore.o" "$build/PersistCodec.o" \
+run_locked swiftc "${flags[@]}" -module-name FuzzDecoders -I "$build" -I "$root/Sources/CCRC32C/include" -use-ld=lld \
+    "$root/tools/fuzz/FuzzDecoders.swift" "$build/PersistCore.o" "$build/PersistCodec.o" "$build/CCRC32C.o" \
     -o "$build/fuzz-decoders"
 
 echo "fuzz-codec: fuzzing for ${seconds}s" >&2
