@@ -19,8 +19,10 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python packages the tools need (none of the tools need any yet beyond the standard
-# library; later stages add their requirements to tools/requirements.txt).
+# Python packages the tools and tests need, pinned in tools/requirements.txt: boto3 (the
+# S3 compatibility check of blob-store), moto[server] (the independent S3 the S3Blob tests
+# start), pytest and hypothesis (the Python tests), networkx (the history checker) and
+# matplotlib (the benchmark plot).
 if [ -s tools/requirements.txt ]; then
     python3 -m pip install -q -r tools/requirements.txt
 fi

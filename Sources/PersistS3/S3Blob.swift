@@ -25,6 +25,9 @@ import Synchronization
 ///   DELETE are idempotent here: `Blob` never overwrites a key with different bytes).
 /// - Answers: see the status mapping of the S3 error codes (4xx determinate, throttling
 ///   determinate, other 5xx indeterminate for writes).
+/// - Retries (`RetryPolicy`): throttling, transient server errors and broken connections
+///   are retried with capped, jittered exponential backoff; a write any of whose attempts
+///   may have taken effect fails indeterminately.
 ///
 /// Transport: plain HTTP over TCP or a Unix socket. TLS (needed for AWS's own endpoints)
 /// is a later addition: it slots in as one more `Endpoint` case whose connect step adds a
@@ -104,13 +107,15 @@ public final class S3Blob: Blob {
         public var listPageSize: Int?
         /// How PutObject bodies are protected in transit.
         public var payloadIntegrity: PayloadIntegrity
+        /// When refused or failed requests are sent again.
+        public var retry: RetryPolicy
 
         /// A configuration; `maxConnections` is at least 1.
         public init(
             endpoint: Endpoint, bucket: String, prefix: String = "", region: String = "us-east-1", credentials: S3Credentials,
             addressing: Addressing = .pathStyle, hostHeader: String? = nil, maxConnections: Int = 8,
             connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), listPageSize: Int? = nil,
-            payloadIntegrity: PayloadIntegrity = .crc32c
+            payloadIntegrity: PayloadIntegrity = .crc32c, retry: RetryPolicy = .standard
         ) {
             self.endpoint = endpoint
             self.bucket = bucket
@@ -124,6 +129,7 @@ public final class S3Blob: Blob {
             self.requestTimeout = requestTimeout
             self.listPageSize = listPageSize
             self.payloadIntegrity = payloadIntegrity
+            self.retry = retry
         }
 
         /// The configuration of a parsed `s3://` location. Throws `invalidArgument` for an
@@ -156,7 +162,7 @@ public final class S3Blob: Blob {
         }
 
         /// The `Host` header requests carry.
-        var effectiveHostHeader: String {
+        public var effectiveHostHeader: String {
             if let hostHeader { return hostHeader }
             let authority: String
             switch endpoint {
@@ -179,14 +185,19 @@ public final class S3Blob: Blob {
     let group: any EventLoopGroup
     let logger: Logger
     let now: @Sendable () -> Date
+    let sleep: @Sendable (Duration) async throws -> Void
+    /// The seeded source of the retry jitter, when the policy has a seed.
+    private let jitter: Mutex<SeededGenerator?>
     private let pool: Mutex<S3ConnectionPoolState<S3HTTPConnection, S3LeaseWaiter>>
     private let nextWaiterID = Atomic<Int>(0)
 
     /// A client for `configuration`. No connection is made until the first request.
-    /// `now` is the clock requests are signed with.
+    /// `now` is the clock requests are signed with; `sleep` waits out the pauses between
+    /// retries (tests pass one that only records them).
     public init(
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "persist.s3-blob"), now: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger = Logger(label: "persist.s3-blob"), now: @escaping @Sendable () -> Date = { Date() },
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.configuration = configuration
         self.builder = S3RequestBuilder(
@@ -196,6 +207,8 @@ public final class S3Blob: Blob {
         self.group = group
         self.logger = logger
         self.now = now
+        self.sleep = sleep
+        self.jitter = Mutex(configuration.retry.jitterSeed.map { SeededGenerator(seed: $0) })
         self.pool = Mutex(S3ConnectionPoolState(limit: configuration.maxConnections))
     }
 
@@ -220,14 +233,18 @@ public final class S3Blob: Blob {
     /// GetObject; nil for 404.
     public func get(_ key: String) async throws(StorageError) -> [UInt8]? {
         let operation = S3Operation.getObject(key: configuration.keyPrefix + key)
-        return try S3ResponseMapping.object(try await perform(operation), operation: operation)
+        return try await perform(operation) { response throws(StorageError) in
+            try S3ResponseMapping.object(response, operation: operation)
+        }
     }
 
     /// PutObject with the body's checksum (see `PayloadIntegrity`), so a damaged body is
     /// refused rather than stored.
     public func set(_ key: String, _ value: [UInt8]) async throws(StorageError) {
         let operation = S3Operation.putObject(key: configuration.keyPrefix + key, body: value)
-        try S3ResponseMapping.done(try await perform(operation), operation: operation)
+        try await perform(operation) { response throws(StorageError) in
+            try S3ResponseMapping.done(response, operation: operation)
+        }
     }
 
     /// HeadObject for the size, then DeleteObject. The size is best effort: another
@@ -236,9 +253,13 @@ public final class S3Blob: Blob {
     public func delete(_ key: String) async throws(StorageError) -> Int? {
         let name = configuration.keyPrefix + key
         let head = S3Operation.headObject(key: name)
-        let size = try S3ResponseMapping.size(try await perform(head), operation: head)
+        let size = try await perform(head) { response throws(StorageError) in
+            try S3ResponseMapping.size(response, operation: head)
+        }
         let operation = S3Operation.deleteObject(key: name)
-        try S3ResponseMapping.done(try await perform(operation), operation: operation)
+        try await perform(operation) { response throws(StorageError) in
+            try S3ResponseMapping.done(response, operation: operation)
+        }
         return size
     }
 
@@ -251,7 +272,9 @@ public final class S3Blob: Blob {
         var seenTokens: Set<String> = []
         repeat {
             let operation = S3Operation.listObjectsV2(prefix: stored + prefix, continuationToken: token, maxKeys: configuration.listPageSize)
-            let page = try S3ResponseMapping.listing(try await perform(operation), operation: operation)
+            let page = try await perform(operation) { response throws(StorageError) in
+                try S3ResponseMapping.listing(response, operation: operation)
+            }
             for object in page.contents where object.key.utf8.starts(with: stored.utf8) {
                 result.append(BlobMetadata(key: String(decoding: object.key.utf8.dropFirst(stored.utf8.count), as: UTF8.self), sizeBytes: object.size))
             }
@@ -269,18 +292,97 @@ public final class S3Blob: Blob {
 
     // MARK: Requests
 
-    /// Sends `operation` and returns the server's complete answer, whatever its status.
-    func perform(_ operation: S3Operation) async throws(StorageError) -> S3HTTPResponse {
+    /// Sends `operation`, again after a pause while it fails for a passing reason (see
+    /// `RetryPolicy`), and returns what `interpret` makes of the final answer.
+    ///
+    /// An error is made indeterminate when an earlier attempt of a write may have taken
+    /// effect: the refusal of a later attempt says nothing about the earlier one.
+    func perform<T>(
+        _ operation: S3Operation, _ interpret: (S3HTTPResponse) throws(StorageError) -> T
+    ) async throws(StorageError) -> T {
+        let started = ContinuousClock.now
+        var schedule = S3RetrySchedule(configuration.retry)
+        var mayHaveApplied = false
+        while true {
+            let failure: StorageError
+            switch await attempt(operation) {
+            case .answered(let response):
+                guard S3RetryRules.isRetryable(response) else {
+                    do {
+                        return try interpret(response)
+                    } catch {
+                        throw Self.finalError(error, mayHaveApplied: mayHaveApplied, attempts: schedule.attempts)
+                    }
+                }
+                failure = S3ResponseMapping.error(response, operation: operation)
+            case .failed(let error, let retryable):
+                guard retryable else { throw Self.finalError(error, mayHaveApplied: mayHaveApplied, attempts: schedule.attempts) }
+                failure = error
+            }
+            mayHaveApplied = mayHaveApplied || !failure.isDeterminate
+            let tried = schedule.attempts
+            guard let pause = schedule.nextPause(elapsed: ContinuousClock.now - started, unit: jitterUnit) else {
+                throw Self.finalError(failure, mayHaveApplied: mayHaveApplied, attempts: tried)
+            }
+            logger.debug(
+                "retrying an S3 request",
+                metadata: ["operation": "\(operation.name)", "attempt": "\(tried)", "pause": "\(pause)", "failure": "\(failure)"])
+            do {
+                try await sleep(pause)
+            } catch {
+                throw Self.finalError(failure, mayHaveApplied: mayHaveApplied, attempts: tried)
+            }
+        }
+    }
+
+    /// The error a request ends with after `attempts` attempts.
+    static func finalError(_ error: StorageError, mayHaveApplied: Bool, attempts: Int) -> StorageError {
+        var result = error
+        if mayHaveApplied { result.determinacy = .indeterminate }
+        if attempts > 1 {
+            result.message += " (gave up after \(attempts) attempts"
+            result.message += mayHaveApplied && error.isDeterminate ? "; an earlier attempt may have taken effect)" : ")"
+        }
+        return result
+    }
+
+    /// A number in [0, 1) for the jitter of the next pause.
+    private func jitterUnit() -> Double {
+        jitter.withLock { generator in
+            guard var seeded = generator else { return Double.random(in: 0..<1) }
+            let unit = Double.random(in: 0..<1, using: &seeded)
+            generator = seeded
+            return unit
+        }
+    }
+
+    /// How one attempt ended.
+    enum Attempt: Sendable {
+        /// The server answered (with any status).
+        case answered(S3HTTPResponse)
+        /// No complete answer; `retryable` says whether another attempt may help.
+        case failed(StorageError, retryable: Bool)
+    }
+
+    /// Sends `operation` once, freshly signed, with the whole `requestTimeout`. A request
+    /// whose reused keep-alive connection turns out to be stale goes once more on a fresh
+    /// connection within the same attempt.
+    func attempt(_ operation: S3Operation) async -> Attempt {
         let timeout = configuration.requestTimeout
         let deadline = NIODeadline.now() + TimeAmount(timeout)
         let request = builder.request(operation, date: now())
         var retried = false
         while true {
-            let (connection, reused) = try await lease(deadline: deadline, operation: operation)
+            let connection: S3HTTPConnection
+            let reused: Bool
+            switch await lease(deadline: deadline, operation: operation) {
+            case .success(let leased): (connection, reused) = leased
+            case .failure(let failure): return .failed(failure.error, retryable: failure.retryable)
+            }
             switch await connection.execute(request, deadline: deadline) {
             case .success(let response):
                 release(connection, reusable: response.keepAlive && connection.isUsable)
-                return response
+                return .answered(response)
             case .failure(let failure):
                 release(connection, reusable: false)
                 if reused, !retried, failure.looksStale, NIODeadline.now() < deadline {
@@ -288,7 +390,9 @@ public final class S3Blob: Blob {
                     logger.debug("retrying on a fresh connection", metadata: ["operation": "\(operation.name)", "failure": "\(failure)"])
                     continue
                 }
-                throw Self.storageError(failure, operation: operation, timeout: timeout, endpoint: configuration.endpoint)
+                return .failed(
+                    Self.storageError(failure, operation: operation, timeout: timeout, endpoint: configuration.endpoint),
+                    retryable: failure.isRetryable)
             }
         }
     }
@@ -306,9 +410,17 @@ public final class S3Blob: Blob {
         }
     }
 
+    /// Why no connection could be had for an attempt; `retryable` is false when waiting
+    /// again cannot help (the client was shut down, or the attempt's time ran out waiting
+    /// for a free connection).
+    struct LeaseFailure: Error {
+        var error: StorageError
+        var retryable: Bool
+    }
+
     /// A connection for one request: an idle one, a new one, or the next one released.
     /// `reused` says whether it carried requests before.
-    private func lease(deadline: NIODeadline, operation: S3Operation) async throws(StorageError) -> (S3HTTPConnection, reused: Bool) {
+    private func lease(deadline: NIODeadline, operation: S3Operation) async -> Result<(S3HTTPConnection, reused: Bool), LeaseFailure> {
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).newValue
         let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<S3LeaseOutcome, Never>) in
             let waiter = S3LeaseWaiter(continuation)
@@ -329,15 +441,16 @@ public final class S3Blob: Blob {
         }
         switch outcome {
         case .connection(let connection):
-            return (connection, true)
+            return .success((connection, true))
         case .failed(let error):
-            throw error
+            return .failure(LeaseFailure(error: error, retryable: false))
         case .connect:
             do {
-                return (try await connect(deadline: deadline), false)
+                return .success((try await connect(deadline: deadline), false))
             } catch {
                 carryOut(pool.withLock { $0.connectFailed() })
-                throw error
+                // A refused or timed-out connect sent nothing; the server may be back soon.
+                return .failure(LeaseFailure(error: error, retryable: !pool.withLock { $0.isShutDown }))
             }
         }
     }

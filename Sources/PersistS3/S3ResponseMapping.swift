@@ -11,6 +11,9 @@ import PersistCore
 ///   before acting, so they are safe to retry.
 /// - Other 5xx: `unavailable`, indeterminate for PutObject/DeleteObject (the server may
 ///   have acted before failing) and determinate for reads.
+///
+/// Which of these `S3Blob` sends again before mapping the last one is `S3RetryRules`'s
+/// business (S3Retry.swift).
 enum S3ResponseMapping {
     /// GetObject: the body, nil for 404 `NoSuchKey`.
     static func object(_ response: S3HTTPResponse, operation: S3Operation) throws(StorageError) -> [UInt8]? {

@@ -302,11 +302,11 @@ final class FakeS3Handler: ChannelInboundHandler {
     static func blob(
         _ fake: FakeS3, prefix: String = "", pageSize: Int? = nil, timeout: Duration = .seconds(120), connections: Int = 8,
         credentials: S3Credentials = FakeS3.credentials, addressing: S3Blob.Addressing = .pathStyle,
-        integrity: S3Blob.PayloadIntegrity? = nil
+        integrity: S3Blob.PayloadIntegrity? = nil, retry: S3Blob.RetryPolicy = .standard
     ) -> S3Blob {
         var configuration = S3Blob.Configuration(
             endpoint: fake.endpoint, bucket: FakeS3.bucket, prefix: prefix, credentials: credentials, addressing: addressing,
-            maxConnections: connections, requestTimeout: timeout, listPageSize: pageSize)
+            maxConnections: connections, requestTimeout: timeout, listPageSize: pageSize, retry: retry)
         if let integrity { configuration.payloadIntegrity = integrity }
         return S3Blob(configuration)
     }
@@ -494,7 +494,8 @@ final class FakeS3Handler: ChannelInboundHandler {
 
     @Test func serverErrorsMapToStorageErrors() async throws {
         try await Self.withFake { fake in
-            let blob = Self.blob(fake)
+            // One attempt per request: this maps single answers (S3BlobRetryTests retries).
+            let blob = Self.blob(fake, retry: .never)
             fake.behaviour = .fail(status: 500, code: "InternalError")
             let set = await Self.storageError { try await blob.set("k", [1]) }
             #expect(set?.code == .unavailable)
