@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "TxnWAL", targets: ["TxnWAL"]),
         .library(name: "PersistRPC", targets: ["PersistRPC"]),
         .library(name: "PersistS3", targets: ["PersistS3"]),
+        .library(name: "PersistPostgres", targets: ["PersistPostgres"]),
         .library(name: "PersistServices", targets: ["PersistServices"]),
         .library(name: "TxnCoordinator", targets: ["TxnCoordinator"]),
         .library(name: "TxnClient", targets: ["TxnClient"]),
@@ -44,6 +45,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
     ],
     targets: [
         // Vocabulary types shared by every layer. No dependencies.
@@ -131,6 +134,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // PostgresConsensus: consensus in a PostgreSQL or CockroachDB table over
+        // postgres-nio, and the opener of postgres:// URLs that programs pass to
+        // Backends. Only the programs that accept such URLs link it; no other library
+        // depends on it or on the driver.
+        .target(
+            name: "PersistPostgres",
+            dependencies: [
+                "PersistCore", "PersistLocation",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // The servers as ServiceLifecycle services (runnable in-process by tests), the
         // Prometheus endpoint, and opening backends from location URLs.
         .target(
@@ -198,6 +215,7 @@ let package = Package(
             name: "TxnCoordinatorServer",
             dependencies: [
                 "PersistServices", "ServerCLI", "PersistCore", "PersistLocation", "PersistClient", "TxnCoordinator",
+                "PersistPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -223,7 +241,7 @@ let package = Package(
             name: "PersistBench",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistCompression", "PersistLocation", "PersistClient",
-                "TxnWAL", "PersistRPC", "PersistConformance", "PersistS3", "TxnClient",
+                "TxnWAL", "PersistRPC", "PersistConformance", "PersistS3", "TxnClient", "PersistPostgres",
                 // Not imported: listed so that building persist-bench also builds the
                 // `consensus`, `blob-store` and `txn-coordinator` servers next to it,
                 // which the remote consensus backends, the blob benchmark and the
@@ -255,6 +273,7 @@ let package = Package(
             name: "TxnVerify",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL", "PersistServices",
+                "PersistPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/verify", swiftSettings: strict),
@@ -302,6 +321,13 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "PersistPostgresTests",
+            dependencies: [
+                "PersistCore", "PersistLocation", "PersistConformance", "PersistPostgres", "PersistServices",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "TxnCoordinatorTests",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL", "TxnCoordinator",
@@ -326,7 +352,7 @@ let package = Package(
             name: "TxnWALTests",
             dependencies: [
                 "PersistCore", "PersistCodec", "PersistLocation", "PersistClient", "TxnWAL",
-                "PersistConformance", "PersistRPC", "PersistS3", "ConsensusServer", "BlobStoreServer",
+                "PersistConformance", "PersistRPC", "PersistS3", "PersistPostgres", "ConsensusServer", "BlobStoreServer",
                 // Not imported: the txn-verify tests run the built executable.
                 "TxnVerify",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

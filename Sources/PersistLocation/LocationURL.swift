@@ -22,6 +22,10 @@ public enum ConsensusLocation: Hashable, Sendable {
     /// `consensus+unix:///absolute/path.sock[?token_file=/path]`: a consensus server over
     /// a Unix socket.
     case remoteUnix(path: String, tokenFile: String?)
+    /// `postgres://user@host:port/db[?password_file=/path&max_connections=N&sslmode=...]`
+    /// (or `postgres://user@/db?host=/socket/dir`): a PostgreSQL or CockroachDB database
+    /// holding the consensus table. Opened by PersistPostgres, not by this module.
+    case postgres(PostgresLocation)
 }
 
 /// An S3 bucket (and optional key prefix) and how to reach it.
@@ -82,10 +86,13 @@ public enum LocationURL {
             var bare = c
             bare.query = nil
             return .remoteUnix(path: try localPath(text, bare), tokenFile: try tokenFile(text, c))
+        case "postgres", "postgresql":
+            return .postgres(try postgres(text, c))
         default:
             throw LocationParseError(
                 text: text,
-                reason: "unknown consensus scheme \"\(scheme)\" (use mem://, log:///dir, consensus://host:port or consensus+unix:///path)")
+                reason: "unknown consensus scheme \"\(scheme)\" (use mem://, log:///dir, consensus://host:port, "
+                    + "consensus+unix:///path or postgres://user@host:port/db)")
         }
     }
 
@@ -106,7 +113,8 @@ public enum LocationURL {
 
     static func components(_ text: String) throws(LocationParseError) -> (String, URLComponents) {
         guard let c = URLComponents(string: text), let scheme = c.scheme?.lowercased() else {
-            throw LocationParseError(text: text, reason: "not a URL")
+            // The text may be a mistyped database URL with a password in it.
+            throw LocationParseError(text: PostgresLocation.redactingPassword(text), reason: "not a URL")
         }
         return (scheme, c)
     }

@@ -6,21 +6,34 @@ import PersistLocation
 import PersistRPC
 import PersistS3
 
-/// A backend opened from a location URL, with the way to release it.
-public struct OpenedBackend<Backend: Sendable>: Sendable {
-    public let backend: Backend
-    /// What the URL named, for logs (`log:///var/lib/x`, `consensus://h:7100`).
-    public let location: String
-    /// Flushes and releases the backend (closes a log, a connection pool).
-    public let close: @Sendable () async -> Void
-}
-
 /// Opens blob and consensus backends from location URLs (`LocationURL`), the one way
 /// every tool and server turns a URL into a backend.
 ///
 /// `mem://name` backends live in a process-wide table, so two opens of the same name
 /// (a coordinator and a test in one process, say) share one store.
+///
+/// `postgres://` consensus URLs are opened by the PersistPostgres module, which this one
+/// does not link (nor does anything below it): programs that accept them pass its
+/// opener (`PostgresBackends.opener()`) to `consensus(_:logger:postgres:)`. Without one,
+/// such URLs are refused with an error saying so.
 public enum Backends {
+    /// Opens a `postgres://` location (`url` is its text, for `OpenedBackend.location`).
+    public typealias PostgresOpener =
+        @Sendable (_ location: PostgresLocation, _ url: String, _ logger: Logger) async throws -> OpenedBackend<any Consensus>
+
+    /// `consensus(_:logger:)`, with `postgres://` locations opened by `postgres`, or
+    /// refused when it is nil.
+    public static func consensus(
+        _ text: String, logger: Logger = Logger(label: "persist.backends"), postgres: PostgresOpener?
+    ) async throws -> OpenedBackend<any Consensus> {
+        if case .postgres(let location) = try LocationURL.consensus(text), let postgres {
+            return try await postgres(location, text, logger)
+        }
+        return try consensus(text, logger: logger)
+    }
+
+    /// Opens the consensus backend `text` names. `postgres://` locations need
+    /// `consensus(_:logger:postgres:)` and are refused here.
     public static func consensus(
         _ text: String, logger: Logger = Logger(label: "persist.backends")
     ) throws -> OpenedBackend<any Consensus> {
@@ -38,6 +51,11 @@ public enum Backends {
             let remote = RemoteConsensus(
                 .init(endpoint: .unix(path: path), token: try tokenFile.map(readToken)), logger: logger)
             return OpenedBackend(backend: remote, location: text, close: { await remote.shutdown() })
+        case .postgres:
+            throw StorageError.determinate(
+                .invalidArgument,
+                "\(text): postgres:// consensus needs the PersistPostgres module, which this program does not "
+                    + "include (txn-coordinator, txn-verify and persist-bench do)")
         }
     }
 

@@ -4,6 +4,7 @@ import Logging
 import PersistClient
 import PersistCore
 import PersistLocation
+import PersistPostgres
 import PersistServices
 import ServerCLI
 import ServiceLifecycle
@@ -27,7 +28,10 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
             and log:///<dir>/consensus), or the storage servers \
             (--consensus consensus://127.0.0.1:7100?token_file=/path, --blob \
             s3://bucket?endpoint=http://127.0.0.1:9000 with AWS_ACCESS_KEY_ID and \
-            AWS_SECRET_ACCESS_KEY set). On start it recovers: committed but unapplied \
+            AWS_SECRET_ACCESS_KEY set), or PostgreSQL/CockroachDB for consensus \
+            (--consensus postgres://user@host:5432/db?password_file=/path, or PGPASSWORD \
+            set; a password in the URL is refused; see deploy/postgres.md). On start it \
+            recovers: committed but unapplied \
             transactions are applied, and timestamps continue above every earlier one.
 
             SIGTERM or SIGINT drains: no new requests, running ones answered, queued \
@@ -52,7 +56,8 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("consensus"),
         help: ArgumentHelp(
-            "Consensus location URL (mem://, log:///dir, consensus://host:port, consensus+unix:///path).", valueName: "url"))
+            "Consensus location URL (mem://, log:///dir, consensus://host:port, consensus+unix:///path, postgres://user@host:port/db).",
+            valueName: "url"))
     var consensus: String?
 
     @Option(
@@ -124,9 +129,14 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
         let openedConsensus: OpenedBackend<any Consensus>
         do {
             openedBlob = try Backends.blob(blobURL, logger: logger)
-            openedConsensus = try Backends.consensus(consensusURL, logger: logger)
+            openedConsensus = try await Backends.consensus(consensusURL, logger: logger, postgres: PostgresBackends.opener())
         } catch {
-            logger.critical("cannot open storage", metadata: ["blob": "\(blobURL)", "consensus": "\(consensusURL)", "error": "\(error)"])
+            // A refused postgres:// URL may carry a password: never log it.
+            logger.critical(
+                "cannot open storage",
+                metadata: [
+                    "blob": "\(blobURL)", "consensus": "\(PostgresLocation.redactingPassword(consensusURL))", "error": "\(error)",
+                ])
             throw ExitCode(2)
         }
         var persistConfig = PersistConfig()

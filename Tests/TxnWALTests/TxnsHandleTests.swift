@@ -4,6 +4,7 @@ import PersistCodec
 import PersistCore
 import PersistConformance
 import PersistLocation
+import PersistPostgres
 import PersistRPC
 import PersistS3
 import Synchronization
@@ -277,6 +278,9 @@ import Testing
         /// Real server processes: a `consensus` and a `blob-store`, reached through
         /// RemoteConsensus and S3Blob over Unix sockets (with a token and SigV4).
         case servers
+        /// `FileBlob` + `PostgresConsensus` on a fresh database of the test PostgreSQL
+        /// server (started from the system's binaries; the test fails if it is missing).
+        case postgresAndFile
 
         var testDescription: String { rawValue }
     }
@@ -328,6 +332,23 @@ import Testing
             blob = servers.blob
             consensus = servers.consensus
             cleanup = { await servers.stop() }
+        case .postgresAndFile:
+            let server = try await PostgresTestServer.shared()
+            let name = "stress_" + UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(12)
+            guard case .postgres(let location) = try LocationURL.consensus(try await server.createDatabase(name)) else {
+                throw PostgresServerError("the test server's URL is not a postgres location")
+            }
+            var configuration = PostgresConsensus.Configuration(location: location, password: nil)
+            // Only a hang guard: the suite shares two cores with the server.
+            configuration.operationTimeout = .seconds(120)
+            let postgres = try await PostgresConsensus.open(configuration)
+            let dir = NSTemporaryDirectory() + "swift-txn-wal-stress-pg-\(UUID().uuidString)"
+            blob = try FileBlob(root: dir + "/blob")
+            consensus = postgres
+            cleanup = {
+                await postgres.close()
+                try? FileManager.default.removeItem(atPath: dir)
+            }
         }
         // Upstream gives each worker its own client (state caches cleared in between), so
         // they share nothing but storage.

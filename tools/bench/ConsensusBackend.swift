@@ -10,6 +10,7 @@ import Foundation
 import PersistConformance
 import PersistCore
 import PersistLocation
+import PersistPostgres
 import PersistRPC
 import Synchronization
 
@@ -24,6 +25,9 @@ enum ConsensusBackendKind: String, CaseIterable, ExpressibleByArgument, Codable,
     case remote
     /// The same server process, reached over a Unix socket instead.
     case remoteUnix = "remote-unix"
+    /// `PostgresConsensus` (a postgres-nio pool) against PostgreSQL: the server this run
+    /// starts, or the one `--postgres-url` names.
+    case postgres
 
     var displayName: String {
         switch self {
@@ -31,6 +35,7 @@ enum ConsensusBackendKind: String, CaseIterable, ExpressibleByArgument, Codable,
         case .log: return "LogConsensus"
         case .remote: return "RemoteConsensus/TCP"
         case .remoteUnix: return "RemoteConsensus/unix"
+        case .postgres: return "PostgresConsensus"
         }
     }
 
@@ -109,7 +114,26 @@ struct OpenedConsensus: Sendable {
                 close: { await log.close() })
         case .remote, .remoteUnix:
             return try openRemote(unix: kind == .remoteUnix, directory: directory, connections: remoteConnections.count(writers: writers))
+        case .postgres:
+            throw BenchError("the postgres backend is opened with openPostgres(url:writers:)")
         }
+    }
+
+    /// Opens a `PostgresConsensus` on the `postgres://` URL (password from its
+    /// password_file or PGPASSWORD), with one pooled connection per writer (at most 64)
+    /// unless the URL sets max_connections.
+    static func openPostgres(url: String, writers: Int) async throws(BenchError) -> OpenedConsensus {
+        guard case .postgres(var location) = try? LocationURL.consensus(url) else {
+            throw BenchError("not a valid postgres:// URL: \(PostgresLocation.redactingPassword(url))")
+        }
+        if location.maxConnections == nil { location.maxConnections = min(max(writers, 1), maxConnections) }
+        let consensus: PostgresConsensus
+        do {
+            consensus = try await PostgresConsensus.open(try PostgresConsensus.Configuration(location: location))
+        } catch {
+            throw BenchError("cannot open PostgresConsensus: \(error)")
+        }
+        return OpenedConsensus(consensus: consensus, counters: { nil }, close: { await consensus.close() })
     }
 
     /// The most connections a remote backend opens, whatever the writer count.

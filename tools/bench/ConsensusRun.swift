@@ -1,5 +1,6 @@
 import Foundation
 import PersistCore
+import PersistLocation
 
 /// The whole consensus benchmark: for each writer count, every chosen backend in turn
 /// (each on a fresh directory) and then, unless skipped, PostgreSQL under the same load;
@@ -17,6 +18,8 @@ struct ConsensusRun {
         var skipPostgres: Bool
         var postgresOverTCP: Bool
         var remoteConnections: RemoteConnections
+        /// The PostgreSQL the `postgres` backend uses instead of the one this run starts.
+        var postgresURL: String?
     }
 
     /// One backend's figures at one writer count.
@@ -88,19 +91,26 @@ struct ConsensusRun {
         var peer: PgbenchPeer?
         var postgres: PostgresServer?
         defer { postgres?.stop() }
-        if !settings.skipPostgres {
+        let localPostgresBackend = settings.backends.contains(.postgres) && settings.postgresURL == nil
+        if !settings.skipPostgres || localPostgresBackend {
             let server = try PostgresServer.start(
-                under: runDirectory, maxConnections: max(100, (settings.writerCounts.max() ?? 0) + 20),
+                under: runDirectory, maxConnections: max(100, 2 * (settings.writerCounts.max() ?? 0) + 20),
                 keepFiles: keep)
             postgres = server
             print(
                 "PostgreSQL \(server.version) on 127.0.0.1:\(server.port) (socket \(server.socketDirectory)); "
-                    + "fsync=on, synchronous_commit=on; pgbench connects over "
+                    + "fsync=on, synchronous_commit=on; pgbench"
+                    + (localPostgresBackend ? " and PostgresConsensus connect" : " connects") + " over "
                     + (settings.postgresOverTCP ? "loopback TCP" : "the Unix socket"))
-            let p = PgbenchPeer(
-                server: server, value: value, workDirectory: runDirectory, useTCP: settings.postgresOverTCP)
-            try p.createTable()
-            peer = p
+            if !settings.skipPostgres {
+                let p = PgbenchPeer(
+                    server: server, value: value, workDirectory: runDirectory, useTCP: settings.postgresOverTCP)
+                try p.createTable()
+                peer = p
+            }
+        }
+        if let url = settings.postgresURL, settings.backends.contains(.postgres) {
+            print("PostgresConsensus uses \(PostgresLocation.redactingPassword(url)), with keys unique to this run")
         }
         print("")
 
@@ -114,7 +124,7 @@ struct ConsensusRun {
                 fflush(nil)
                 let result = try await measure(
                     kind, writers: writers, directory: "\(runDirectory)/\(kind.rawValue)-\(writers)", value: value,
-                    keyPrefix: keyPrefix)
+                    keyPrefix: keyPrefix, postgres: postgres)
                 print(" \(Format.rate(result.casPerSecond)) CaS/s", terminator: "")
                 results.append(BackendLevel(backend: kind, result: result))
             }
@@ -138,13 +148,32 @@ struct ConsensusRun {
             postgresVersion: postgres?.version, levels: levels)
     }
 
-    /// Opens a fresh `kind` in `directory`, runs one level on it and closes it.
+    /// Opens a fresh `kind` in `directory`, runs one level on it and closes it. The
+    /// `postgres` backend gets a fresh database on `postgres` (the server this run
+    /// started), or keys unique to this run on the `--postgres-url` server.
     private func measure(
-        _ kind: ConsensusBackendKind, writers: Int, directory: String, value: [UInt8], keyPrefix: String
+        _ kind: ConsensusBackendKind, writers: Int, directory: String, value: [UInt8], keyPrefix: String,
+        postgres: PostgresServer?
     ) async throws(BenchError) -> ConsensusBench.LevelResult {
         try System.makeDirectory(directory)
-        let backend = try OpenedConsensus.open(
-            kind, directory: directory, writers: writers, remoteConnections: settings.remoteConnections)
+        let backend: OpenedConsensus
+        var keyPrefix = keyPrefix
+        if kind == .postgres {
+            if let url = settings.postgresURL {
+                keyPrefix += "-\(System.randomHex(6))"
+                backend = try await OpenedConsensus.openPostgres(url: url, writers: writers)
+            } else if let postgres {
+                let database = "consensus_w\(writers)"
+                try postgres.psql("CREATE DATABASE \(database)")
+                backend = try await OpenedConsensus.openPostgres(
+                    url: postgres.server.url(database: database, unixSocket: !settings.postgresOverTCP), writers: writers)
+            } else {
+                throw BenchError("the postgres backend needs a PostgreSQL server (none was started)")
+            }
+        } else {
+            backend = try OpenedConsensus.open(
+                kind, directory: directory, writers: writers, remoteConnections: settings.remoteConnections)
+        }
         let bench = ConsensusBench(
             writers: writers, warmup: .seconds(settings.warmup), duration: .seconds(settings.duration),
             value: value, keyPrefix: keyPrefix)
@@ -232,6 +261,12 @@ struct ConsensusRun {
                 "a consensus server process (LogConsensus behind the RPC) on a fresh directory per level, reached "
                     + (kind == .remote ? "over loopback TCP" : "over a Unix socket") + " by a client with "
                     + "\(result.remoteConnections); its fsyncs happen in the server, so there are no fsync figures here")
+        case .postgres:
+            table.notes.append(
+                "PostgresConsensus over a postgres-nio pool (one connection per writer, at most "
+                    + "\(OpenedConsensus.maxConnections)): the pgbench peer's statements, each compare-and-set in an "
+                    + "explicit serializable transaction (three round trips); on the server this run started, a fresh "
+                    + "database per level (or the --postgres-url server); its fsyncs happen in the server")
         }
         table.print()
     }

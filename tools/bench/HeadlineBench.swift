@@ -55,8 +55,8 @@ struct HeadlineBench {
             "cluster: \(try System.siblingExecutable("blob-store", neededBy: "the headline benchmark")), "
                 + "\(try OpenedConsensus.serverExecutable()) and \(try CoordinatorProcess.executable()), "
                 + "fresh processes per level over Unix sockets")
-        let binaries = try PostgresBinaries.locate()
-        print("PostgreSQL: \(binaries.pgbench) and the server next to \(binaries.initdb), a fresh one per level")
+        let binaries = try PostgresServer.locateBinaries()
+        print("PostgreSQL: \(binaries.pgbench) and the server in \(binaries.serverDirectory), a fresh one per level")
         print("")
 
         let load = CoordinatorLoad(

@@ -7,7 +7,7 @@ import Darwin
 #endif
 import Foundation
 
-/// Small operating-system helpers: scratch directories, file ownership, loopback ports.
+/// Small operating-system helpers: scratch directories, sibling executables, private files.
 enum System {
     /// Creates a fresh, uniquely named directory `<parent>/<prefix>XXXXXX` and returns its
     /// path. The directory is readable and traversable by everyone (0755) so a peer
@@ -38,48 +38,6 @@ enum System {
     /// Removes `path` and everything below it; a missing path is not an error.
     static func removeTree(_ path: String) {
         try? FileManager.default.removeItem(atPath: path)
-    }
-
-    /// Whether this process runs as the superuser.
-    static var isRoot: Bool { geteuid() == 0 }
-
-    /// Gives `path` to the account `user` (its primary group too).
-    static func chown(_ path: String, to user: String) throws(BenchError) {
-        guard let entry = getpwnam(user) else { throw BenchError("no user named \(user) on this machine") }
-        let uid = entry.pointee.pw_uid
-        let gid = entry.pointee.pw_gid
-        guard platformChown(path, uid, gid) == 0 else {
-            throw BenchError("chown \(path) to \(user): \(errnoText())")
-        }
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago: the kernel picks it for a
-    /// socket bound to port 0, which is then closed. Another process could take it in
-    /// between, which a server start would report as an error.
-    static func freeLoopbackPort() throws(BenchError) -> Int {
-        #if canImport(Glibc) || canImport(Musl)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw BenchError("socket: \(errnoText())") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0 else { throw BenchError("bind 127.0.0.1:0: \(errnoText())") }
-        var actual = sockaddr_in()
-        var actualLength = length
-        let named = withUnsafeMutablePointer(to: &actual) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &actualLength) }
-        }
-        guard named == 0 else { throw BenchError("getsockname: \(errnoText())") }
-        return Int(UInt16(bigEndian: actual.sin_port))
     }
 
     /// The executable `name` built in the same directory as this one (a server product
@@ -115,8 +73,4 @@ enum System {
     }
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
-}
-
-private func platformChown(_ path: String, _ uid: uid_t, _ gid: gid_t) -> Int32 {
-    chown(path, uid, gid)
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PersistCodec
+import PersistLocation
 
 /// `persist-bench`: throughput and latency figures for the storage layer, each measured
 /// beside an outside peer on the same machine in the same run.
@@ -117,7 +118,8 @@ struct ConsensusOptions: ParsableArguments {
         "Comma-separated consensus backends, each measured at every writer count.",
         discussion: """
             'log' (LogConsensus in this process, durable), 'remote' (a consensus server process over \
-            loopback TCP), 'remote-unix' (the same over a Unix socket), 'mem' (MemoryConsensus, no I/O). \
+            loopback TCP), 'remote-unix' (the same over a Unix socket), 'mem' (MemoryConsensus, no I/O), \
+            'postgres' (PostgresConsensus against the PostgreSQL this run starts, or --postgres-url). \
             The remote backends start the consensus executable built next to persist-bench.
             """)
 
@@ -135,8 +137,22 @@ struct ConsensusOptions: ParsableArguments {
     @Flag(help: "Do not run the PostgreSQL peer.")
     var skipPostgres = false
 
-    @Flag(name: .customLong("pg-tcp"), help: "Connect pgbench over loopback TCP instead of the Unix socket.")
+    @Flag(
+        name: .customLong("pg-tcp"),
+        help: "Connect pgbench (and the postgres backend) over loopback TCP instead of the Unix socket.")
     var postgresOverTCP = false
+
+    @Option(
+        name: .customLong("postgres-url"),
+        help: ArgumentHelp(
+            "PostgreSQL or CockroachDB for the 'postgres' backend, instead of the server this run starts.",
+            discussion: """
+                postgres://user@host:5432/db (optional ?password_file=/path, max_connections=N, \
+                sslmode=..., host=/socket/dir); the password comes from password_file or PGPASSWORD, \
+                never the URL. Keys unique to the run are written there and left behind.
+                """,
+            valueName: "url"))
+    var postgresURL: String?
 
     @Option(
         name: .customLong("remote-connections"),
@@ -155,13 +171,22 @@ struct ConsensusOptions: ParsableArguments {
         guard Set(writers.counts).count == writers.counts.count else {
             throw ValidationError("--writers lists a count twice")
         }
+        if let postgresURL {
+            do {
+                guard case .postgres = try LocationURL.consensus(postgresURL) else {
+                    throw ValidationError("--postgres-url: not a postgres:// URL")
+                }
+            } catch let error as LocationParseError {
+                throw ValidationError("--postgres-url: \(error)")
+            }
+        }
     }
 
     func run(common: CommonOptions, backends: [ConsensusBackendKind]) async throws {
         let settings = ConsensusRun.Settings(
             backends: backends, writerCounts: writers.counts, duration: duration, warmup: warmup,
             parentDirectory: scratch.dir, keep: scratch.keep, seed: common.seed, skipPostgres: skipPostgres,
-            postgresOverTCP: postgresOverTCP, remoteConnections: remoteConnections)
+            postgresOverTCP: postgresOverTCP, remoteConnections: remoteConnections, postgresURL: postgresURL)
         let result = try await ConsensusRun(settings: settings).run()
         ConsensusRun.report(result)
         if common.json { try printJSONLine(result) }

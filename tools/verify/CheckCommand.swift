@@ -69,7 +69,7 @@ struct CheckCommand: AsyncParsableCommand {
         } catch {
             throw VerifyFailure.usage("--txns-shard: \(error)")
         }
-        let store = try OpenedStore.open(blob: blob, consensus: consensus, attempts: attempts)
+        let store = try await OpenedStore.open(blob: blob, consensus: consensus, attempts: attempts)
         guard let blobStore = store.blob else { throw VerifyFailure.usage("--blob is required") }
         let check = StoreCheck(
             reader: StoreReader(blob: blobStore, consensus: store.consensus),

@@ -75,7 +75,7 @@ struct HeadsCommand: AsyncParsableCommand {
                 throw VerifyFailure.usage("--previous: \(previous) has format \(earlier?.format ?? ""), expected \(HeadsRecord.currentFormat)")
             }
         }
-        let store = try OpenedStore.open(blob: blob, consensus: consensus, attempts: attempts)
+        let store = try await OpenedStore.open(blob: blob, consensus: consensus, attempts: attempts)
         let current: HeadsRecord
         do {
             let inspector = store.blob.map { ShardStateInspector(blob: $0, consensus: store.consensus) }

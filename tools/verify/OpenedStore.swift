@@ -1,6 +1,7 @@
 import Foundation
 import PersistCore
 import PersistLocation
+import PersistPostgres
 import PersistServices
 
 /// The store a command checks, opened from location URLs through `Backends` (as the
@@ -12,13 +13,18 @@ struct OpenedStore: Sendable {
 
     /// Opens `consensus` and, when given, `blob`. Refuses (usage) URLs that do not parse,
     /// local directories that do not exist (opening would create an empty store there),
-    /// and missing credentials or token files.
-    static func open(blob blobURL: String?, consensus consensusURL: String, attempts: Int) throws(VerifyFailure) -> OpenedStore {
+    /// and missing credentials, token or password files.
+    ///
+    /// Opening a `postgres://` consensus creates its table when the database has none
+    /// (an empty table reads as an empty store); nothing else is written.
+    static func open(
+        blob blobURL: String?, consensus consensusURL: String, attempts: Int
+    ) async throws(VerifyFailure) -> OpenedStore {
         let policy = AttemptPolicy(attempts: max(1, attempts))
         do {
             switch try LocationURL.consensus(consensusURL) {
             case .log(let path): try requireDirectory(path, for: "--consensus")
-            case .memory, .remote, .remoteUnix: break
+            case .memory, .remote, .remoteUnix, .postgres: break
             }
             if let blobURL {
                 switch try LocationURL.blob(blobURL) {
@@ -35,7 +41,7 @@ struct OpenedStore: Sendable {
         }
         let consensus: OpenedBackend<any Consensus>
         do {
-            consensus = try Backends.consensus(consensusURL)
+            consensus = try await Backends.consensus(consensusURL, postgres: PostgresBackends.opener())
         } catch {
             throw classify(error, opening: "--consensus \(consensusURL)")
         }

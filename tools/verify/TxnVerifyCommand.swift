@@ -13,6 +13,7 @@ struct TxnVerifyCommand: AsyncParsableCommand {
         discussion: """
             Storage is opened from location URLs exactly as txn-coordinator opens it: \
             consensus://host:port?token_file=/path, consensus+unix:///path.sock?token_file=/path, \
+            postgres://user@host:5432/db?password_file=/path (or PGPASSWORD; see deploy/postgres.md), \
             log:///dir (embedded; the coordinator must be stopped), s3://bucket/prefix?endpoint=... \
             (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or file:///dir. \
             For a coordinator run with --data-dir D, use --blob file://D/blob --consensus log://D/consensus. \
