@@ -34,9 +34,9 @@ if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
     grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|fuzz-codec:)' "$log" || true
 fi
 
-echo "== python tests (tools/checker, tools/cluster)"
+echo "== python tests (tools/checker, tools/cluster, tools/crashtest)"
 export TXNWAL_BIN_DIR="$PWD/.build/debug"
-if ! python3 -m pytest -q -p no:cacheprovider tools/checker tools/cluster >"$log" 2>&1; then
+if ! python3 -m pytest -q -p no:cacheprovider tools/checker tools/cluster tools/crashtest >"$log" 2>&1; then
     cat "$log"
     echo "the Python tests failed" >&2
     exit 1

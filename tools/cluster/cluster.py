@@ -23,6 +23,12 @@ writes lives under its data directory:
 A pid file names a process by pid *and* its start time (from /proc), so `down` and
 `kill` never signal an unrelated process that reused the pid. The module is also the
 crash test's library (tools/crashtest).
+
+The coordinator may also keep its data in storage this cluster does not run: with
+`[txn-coordinator] blob = "s3://..."` and/or `consensus = "postgres://..."` set, list
+only the roles to run in `[cluster] roles` (deploy/cluster-pg-s3.toml is an example).
+The S3 keys then come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY),
+the database password from the URL's password_file.
 """
 
 from __future__ import annotations
@@ -69,6 +75,18 @@ class Config:
     stop_timeout: float
     log_level: str
     roles: dict[str, RoleConfig]
+    # The roles this cluster runs, in START_ORDER (default: all three).
+    enabled: tuple[str, ...] = ROLES
+    # Storage the coordinator uses instead of this cluster's blob-store / consensus
+    # server (whose role is then not enabled): location URLs, or None.
+    external_blob: str | None = None
+    external_consensus: str | None = None
+
+    def __post_init__(self) -> None:
+        self.enabled = tuple(r for r in START_ORDER if r in self.enabled)
+        problem = external_storage_problem(self.enabled, self.external_blob, self.external_consensus)
+        if problem:
+            raise ClusterError(problem)
 
     @staticmethod
     def load(path: Path, data_dir: str | None = None, bin_dir: str | None = None) -> "Config":
@@ -91,7 +109,15 @@ class Config:
         transport = c.get("storage_transport", "unix")
         if transport not in ("unix", "tcp"):
             raise ClusterError(f"{path}: storage_transport must be \"unix\" or \"tcp\", not {transport!r}")
+        enabled = c.get("roles", list(ROLES))
+        if (not isinstance(enabled, list) or not enabled
+                or not all(isinstance(r, str) for r in enabled) or len(set(enabled)) != len(enabled)):
+            raise ClusterError(f"{path}: [cluster] roles must be a non-empty list of distinct role names")
+        if set(enabled) - set(ROLES):
+            raise ClusterError(f"{path}: [cluster] roles: unknown {sorted(set(enabled) - set(ROLES))} "
+                               f"(roles are {', '.join(ROLES)})")
         roles = {}
+        external: dict[str, str | None] = {}
         for role in ROLES:
             r = dict(raw.get(role, {}))
             listen = r.pop("listen", None)
@@ -99,14 +125,23 @@ class Config:
             extra_args = r.pop("extra_args", [])
             if not isinstance(extra_args, list) or not all(isinstance(a, str) for a in extra_args):
                 raise ClusterError(f"{path}: [{role}] extra_args must be a list of strings")
+            if role == "txn-coordinator":
+                for kind in ("blob", "consensus"):
+                    url = r.pop(kind, None)
+                    if url is not None and (not isinstance(url, str) or not url):
+                        raise ClusterError(f"{path}: [txn-coordinator] {kind} must be a location URL (a string)")
+                    external[kind] = url
             roles[role] = RoleConfig(
                 listen=None if listen in (None, "off") else str(listen),
                 metrics=None if metrics in (None, "off") else str(metrics),
                 extra_args=extra_args, extra=r)
         if transport == "tcp":
             for role in ("blob-store", "consensus"):
-                if roles[role].listen is None:
+                if role in enabled and roles[role].listen is None:
                     raise ClusterError(f"{path}: storage_transport = \"tcp\" needs [{role}] listen")
+        problem = external_storage_problem(tuple(enabled), external["blob"], external["consensus"])
+        if problem:
+            raise ClusterError(f"{path}: {problem}")
         return Config(
             data_dir=resolve(data_dir or os.environ.get("TXNWAL_CLUSTER_DIR") or c.get("data_dir", ".cluster")),
             bin_dir=resolve(bin_dir or os.environ.get("TXNWAL_BIN_DIR") or c.get("bin_dir", ".build/release")),
@@ -115,7 +150,27 @@ class Config:
             stop_timeout=float(c.get("stop_timeout", 30)),
             log_level=str(c.get("log_level", "info")),
             roles=roles,
+            enabled=tuple(enabled),
+            external_blob=external["blob"],
+            external_consensus=external["consensus"],
         )
+
+
+def external_storage_problem(enabled: tuple[str, ...], blob: str | None, consensus: str | None) -> str | None:
+    """Why a role set and the coordinator's external storage URLs do not fit together.
+
+    The coordinator needs each kind of storage from exactly one place: the cluster's own
+    server for it, or an external URL. Storage servers without a coordinator are fine."""
+    if not enabled:
+        return "[cluster] roles is empty: nothing to run"
+    for kind, server, url in (("blob", "blob-store", blob), ("consensus", "consensus", consensus)):
+        if url is not None and server in enabled:
+            return (f"[txn-coordinator] {kind} is set, so the cluster must not run its own {server}: "
+                    f"leave {server!r} out of [cluster] roles")
+        if url is None and server not in enabled and "txn-coordinator" in enabled:
+            return (f"the coordinator needs {kind} storage: put {server!r} in [cluster] roles "
+                    f"or set [txn-coordinator] {kind} to a location URL")
+    return None
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -192,18 +247,26 @@ class Cluster:
     def blob_credentials(self) -> Path:
         return self.secrets_dir / "blob-store.credentials"
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles this cluster runs, in start order."""
+        return self.config.enabled
+
     def prepare(self) -> None:
-        """Creates the directories and, once, the secrets."""
-        for d in (self.dir, self.run_dir, self.log_dir, *(self.data_path(r) for r in ROLES)):
+        """Creates the directories and, once, the secrets (those the enabled roles use)."""
+        for d in (self.dir, self.run_dir, self.log_dir, *(self.data_path(r) for r in self.roles)):
             d.mkdir(parents=True, exist_ok=True)
         self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.secrets_dir, 0o700)
-        write_private(self.consensus_token, secrets.token_hex(32) + "\n")
-        write_private(self.coordinator_token, secrets.token_hex(32) + "\n")
-        write_private(
-            self.blob_credentials,
-            f"# access key id, secret access key (generated by tools/cluster/cluster.py)\n"
-            f"TXNWAL{secrets.token_hex(7).upper()} {secrets.token_urlsafe(30)}\n")
+        if "consensus" in self.roles:
+            write_private(self.consensus_token, secrets.token_hex(32) + "\n")
+        if "txn-coordinator" in self.roles:
+            write_private(self.coordinator_token, secrets.token_hex(32) + "\n")
+        if "blob-store" in self.roles:
+            write_private(
+                self.blob_credentials,
+                f"# access key id, secret access key (generated by tools/cluster/cluster.py)\n"
+                f"TXNWAL{secrets.token_hex(7).upper()} {secrets.token_urlsafe(30)}\n")
 
     def s3_keys(self) -> tuple[str, str]:
         for line in self.blob_credentials.read_text().splitlines():
@@ -232,7 +295,7 @@ class Cluster:
         else:
             blob = f"s3://{bucket}?endpoint=http://{self.config.roles['blob-store'].listen}"
             consensus = f"consensus://{self.config.roles['consensus'].listen}?token_file={self.consensus_token}"
-        return blob, consensus
+        return self.config.external_blob or blob, self.config.external_consensus or consensus
 
     def command(self, role: str) -> tuple[list[str], dict[str, str]]:
         rc = self.config.roles[role]
@@ -251,9 +314,11 @@ class Cluster:
             argv += ["--blob", blob, "--consensus", consensus, "--token-file", str(self.coordinator_token)]
             if "txns_shard" in rc.extra:
                 argv += ["--txns-shard", str(rc.extra["txns_shard"])]
-            key_id, secret = self.s3_keys()
-            env["AWS_ACCESS_KEY_ID"] = key_id
-            env["AWS_SECRET_ACCESS_KEY"] = secret
+            if self.config.external_blob is None:
+                # Our blob-store's keys; for external S3 the environment's (or extra_env's).
+                key_id, secret = self.s3_keys()
+                env["AWS_ACCESS_KEY_ID"] = key_id
+                env["AWS_SECRET_ACCESS_KEY"] = secret
         argv += ["--listen", f"unix:{self.socket_path(role)}"]
         if rc.listen:
             argv += ["--listen", rc.listen]
@@ -314,6 +379,8 @@ class Cluster:
         """Starts `role` unless it is running; waits until it is healthy."""
         if role not in ROLES:
             raise ClusterError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        if role not in self.roles:
+            raise ClusterError(f"this cluster does not run {role} (its roles: {', '.join(self.roles)})")
         if self.pid(role) is not None:
             return f"{role}: already running (pid {self.pid(role)})"
         self.prepare()
@@ -398,14 +465,14 @@ class Cluster:
 
     def up(self, extra_env: dict[str, dict[str, str]] | None = None) -> list[str]:
         self.prepare()
-        return [self.start(role, (extra_env or {}).get(role)) for role in START_ORDER]
+        return [self.start(role, (extra_env or {}).get(role)) for role in self.roles]
 
     def down(self) -> list[str]:
-        return [self.stop(role) for role in STOP_ORDER]
+        return [self.stop(role) for role in STOP_ORDER if role in self.roles]
 
     def status(self) -> dict[str, dict]:
         out = {}
-        for role in ROLES:
+        for role in self.roles:
             pid = self.pid(role)
             out[role] = {
                 "running": pid is not None,
@@ -467,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             for line in cluster.up():
                 print(line)
-            print(f"coordinator: unix:{cluster.socket_path('txn-coordinator')} "
-                  f"token {cluster.coordinator_token}")
+            if "txn-coordinator" in cluster.roles:
+                print(f"coordinator: unix:{cluster.socket_path('txn-coordinator')} "
+                      f"token {cluster.coordinator_token}")
         elif args.cmd == "down":
             for line in cluster.down():
                 print(line)
@@ -495,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                 sig = signal.Signals["SIG" + name]
             except KeyError:
                 raise ClusterError(f"unknown signal {args.signal!r}") from None
-            for role in (STOP_ORDER if args.role == "all" else (args.role,)):
+            for role in ([r for r in STOP_ORDER if r in cluster.roles] if args.role == "all" else (args.role,)):
                 print(cluster.kill(role, sig))
         elif args.cmd == "restart":
             print(cluster.kill(args.role) if args.hard else cluster.stop(args.role))
