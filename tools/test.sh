@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs the whole test suite: a clean build that must have no
 # warnings in our own code, a short fuzzing run of the decoders, the Python tests (history
-# checker, cluster launcher), every Swift test, and a crash test of the local cluster
-# (kill -9 and failpoints under load, two seeds, about two minutes).
+# checker, cluster launcher), every Swift test, and the crash tests: the local cluster
+# (kill -9 and failpoints under load, two seeds, about two minutes) and the coordinator
+# on PostgreSQL + moto S3 (two more seeds, about two minutes).
 # Usage: tools/test.sh   (FUZZ_SECONDS=0 skips fuzzing; CRASH_SEEDS=1,2 and
 #                         CRASH_SECONDS=40 shape the crash test, CRASH_SEEDS=none skips it
-#                         and its self-test)
+#                         and its self-test; CRASH_PG_SEEDS likewise for the pg-s3 one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -43,12 +44,18 @@ if ! python3 -m pytest -q -p no:cacheprovider tools/checker tools/cluster tools/
 fi
 tail -n 1 "$log"
 
-echo "== crash test (tools/crashtest: kill -9 and failpoints under load, then checks)"
+echo "== crash tests (tools/crashtest: kill -9 and failpoints under load, then checks; then on PostgreSQL + S3)"
 if [ "${CRASH_SEEDS:-1,2}" != none ]; then
     python3 tools/crashtest/crashtest.py --seeds "${CRASH_SEEDS:-1,2}" --duration "${CRASH_SECONDS:-40}" \
         --bin-dir "$PWD/.build/debug"
     # The crash test's own test: servers run with deliberate bugs, each must be caught.
     python3 tools/crashtest/crashtest.py --self-test --duration 20 --bin-dir "$PWD/.build/debug"
+fi
+if [ "${CRASH_PG_SEEDS:-1,2}" != none ]; then
+    # The same checks with the coordinator on PostgreSQL (consensus) and a moto S3 server
+    # (blob), crash-stopping PostgreSQL as well as killing the coordinator.
+    python3 tools/crashtest/crashtest.py --backend pg-s3 --seeds "${CRASH_PG_SEEDS:-1,2}" \
+        --duration "${CRASH_SECONDS:-40}" --bin-dir "$PWD/.build/debug"
 fi
 
 echo "== swift test"

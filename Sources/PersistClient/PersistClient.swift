@@ -11,8 +11,8 @@ import Synchronization
 /// state (one `ShardMachine` per shard). Any number of clients, in any number of
 /// processes, may use the same shards: compare-and-set keeps them correct.
 public final class PersistClient: Sendable {
-    /// The blob store, behind a memory of the small parts this client wrote
-    /// (`PersistConfig.ownPartsCacheBytes`).
+    /// The blob store, behind a memory of the small parts this client wrote or read
+    /// (`PersistConfig.partCacheBytes`).
     public let blob: any Blob
     public let consensus: any Consensus
     public let config: PersistConfig
@@ -30,8 +30,8 @@ public final class PersistClient: Sendable {
         logger: Logger = Logger(label: "swift-txn-wal.persist")
     ) {
         let kept: any Blob =
-            config.ownPartsCacheBytes > 0
-            ? OwnPartsBlob(inner: blob, capacityBytes: config.ownPartsCacheBytes, maxPartBytes: config.ownPartsCacheMaxPartBytes)
+            config.partCacheBytes > 0
+            ? PartCacheBlob(inner: blob, capacityBytes: config.partCacheBytes, maxPartBytes: config.partCacheMaxPartBytes)
             : blob
         self.blob = kept
         self.consensus = consensus

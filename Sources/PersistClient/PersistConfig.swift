@@ -50,11 +50,12 @@ public struct PersistConfig: Sendable {
     public var readerDowngradeIntervalMilliseconds: UInt64 = 30_000
     /// Polling interval while waiting for a shard's upper to advance.
     public var pollInterval: Duration = .milliseconds(20)
-    /// Batch parts of at most `ownPartsCacheMaxPartBytes` that this client wrote are kept
-    /// in memory, up to this many bytes in all, and read back from there (a listener on a
-    /// shard this process appends to, compaction of recent batches). 0 turns it off.
-    public var ownPartsCacheBytes: Int = 32 << 20
-    public var ownPartsCacheMaxPartBytes: Int = 256 << 10
+    /// Batch parts of at most `partCacheMaxPartBytes` that this client wrote or fetched
+    /// are kept in memory, up to this many bytes in all, and read again from there (a
+    /// listener on a shard this process appends to, compaction of recent batches, repeated
+    /// reads of a shard). 0 turns it off.
+    public var partCacheBytes: Int = 32 << 20
+    public var partCacheMaxPartBytes: Int = 256 << 10
     /// The code version recorded in state and checked when state is read.
     public var applierVersion: SemanticVersion = .current
 

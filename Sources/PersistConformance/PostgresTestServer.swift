@@ -371,47 +371,28 @@ public final class PostgresTestServer: Sendable {
     /// Runs `program` until it exits (killing it after `timeout`, a hang guard) and
     /// returns its status and its stdout and stderr together.
     ///
-    /// The child gets the default disposition for the signals PostgreSQL's programs use
-    /// and an empty signal mask whatever this thread has (a server started by `pg_ctl`
-    /// inherits both), stdin from /dev/null and none of this process's other descriptors
-    /// (a daemon holding one of our sockets would keep its peer waiting). Output goes to
-    /// a file, not a pipe, for the same reason: the server `pg_ctl` leaves behind would
-    /// hold the pipe open.
+    /// The child is started by `SpawnedServer.spawn`: default signal dispositions and an
+    /// empty mask (a server started by `pg_ctl` inherits both), stdin from /dev/null and
+    /// none of this process's other descriptors (a daemon holding one of our sockets would
+    /// keep its peer waiting). Output goes to a file, not a pipe, for the same reason: the
+    /// server `pg_ctl` leaves behind would hold the pipe open.
     static func runToCompletion(
         _ program: String, _ arguments: [String], timeout: Duration
     ) throws(PostgresServerError) -> (status: Int32, output: String) {
         let outputPath = NSTemporaryDirectory() + "/pg-test-server-\(UUID().uuidString).out"
+        // Made private before the child appends to it (psql's output may show settings).
+        let created = open(outputPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard created >= 0 else {
+            throw PostgresServerError("cannot create \(outputPath): \(String(cString: strerror(errno)))")
+        }
+        close(created)
         defer { unlink(outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let closing = cspawn_add_close_from(&actions, 3)
-        guard closing == 0 else {
-            throw PostgresServerError("cannot ask posix_spawn to close inherited descriptors: errno \(closing)")
-        }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGALRM, SIGCHLD, SIGPIPE, SIGUSR1, SIGUSR2] {
-            sigaddset(&defaults, signal)
-        }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, program, &actions, &attributes, argv, environ)
-        guard spawned == 0 else {
-            throw PostgresServerError("cannot run \(program): \(String(cString: strerror(spawned)))")
+        let pid: pid_t
+        do {
+            pid = try SpawnedServer.spawn(
+                program, arguments, standardInput: "/dev/null", outputPath: outputPath, errorPath: nil, environment: nil)
+        } catch {
+            throw PostgresServerError("cannot run \(program): \(error)")
         }
         let status: Int32
         if let s = SpawnedServer.reap(pid, by: ContinuousClock.now + timeout) {

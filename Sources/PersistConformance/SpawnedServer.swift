@@ -161,6 +161,28 @@ public struct SpawnedServer: Sendable {
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
+    /// Calls `body` with spawn attributes under which a child starts with every signal at
+    /// its default disposition and none blocked, whatever the calling thread has. Signal
+    /// state survives exec: this process may ignore SIGINT and SIGTERM (handled through
+    /// dispatch sources) and its worker threads block most signals, and a server (or a
+    /// daemon it starts, like PostgreSQL under pg_ctl) that inherited an ignored or
+    /// blocked SIGTERM would not stop when told, nor pgbench see its SIGALRM.
+    public static func withDefaultSignals<R>(_ body: (UnsafePointer<posix_spawnattr_t>) throws -> R) rethrows -> R {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        sigdelset(&defaults, SIGKILL)
+        sigdelset(&defaults, SIGSTOP)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        return try body(&attributes)
+    }
+
     /// Starts `executable` (an absolute path) with stdin from /dev/null and stdout and
     /// stderr appended to `logPath`. `environment` replaces the inherited one when given.
     static func spawn(
@@ -199,13 +221,13 @@ public struct SpawnedServer: Sendable {
         let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { for p in envp ?? [] { free(p) } }
         var pid: pid_t = 0
-        let rc: Int32
-        if let envp {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        } else {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        let rc = withDefaultSignals { attributes in
+            if let envp { return posix_spawn(&pid, executable, &actions, attributes, argv, envp) }
+            return posix_spawn(&pid, executable, &actions, attributes, argv, environ)
         }
-        guard rc == 0 else { throw ConformanceFailure("cannot start \(executable): errno \(rc)") }
+        guard rc == 0 else {
+            throw ConformanceFailure("cannot start \(executable): \(String(cString: strerror(rc))) (errno \(rc))")
+        }
         return pid
     }
 }

@@ -6,8 +6,9 @@ public enum BlobLocation: Hashable, Sendable {
     case memory(name: String)
     /// `file:///absolute/dir`: a `FileBlob` rooted there.
     case file(path: String)
-    /// `s3://bucket[/prefix]?endpoint=http://host:port&region=...&path_style=true`; the
-    /// endpoint may also be `unix:///path.sock`.
+    /// `s3://bucket[/prefix]?endpoint=https://host:port&region=...&path_style=true`
+    /// (parameters: see `S3Location`); the endpoint may also be `http://` or
+    /// `unix:///path.sock`, and without one it is AWS's regional HTTPS endpoint.
     case s3(S3Location)
 }
 
@@ -28,24 +29,59 @@ public enum ConsensusLocation: Hashable, Sendable {
     case postgres(PostgresLocation)
 }
 
-/// An S3 bucket (and optional key prefix) and how to reach it.
+/// An S3 bucket (and optional key prefix), how to reach it and where its key pair is.
+///
+/// The URL parameters: `endpoint=` (`https://host[:port]`, `http://host[:port]` or
+/// `unix:///path.sock`; none means AWS's regional endpoint over HTTPS), `region=`
+/// (lower-case letters, digits and `-`, as AWS's region names are), `path_style=true|false`
+/// (custom endpoints default to path style, AWS's own to virtual-host style unless the
+/// bucket name has a `.`, which AWS's certificates do not cover there), `credentials_file=`
+/// and `profile=` (an AWS shared-credentials file and its profile; how they rank against
+/// the AWS environment variables is documented on `S3CredentialSource` in PersistS3),
+/// `ca_file=` (a PEM file of extra trusted roots for HTTPS) and `tls_verify=false` (no
+/// certificate check: unsafe, for tests only).
 public struct S3Location: Hashable, Sendable {
     public var bucket: String
     /// Prepended to every key (no leading slash; empty for none).
     public var prefix: String
-    /// A custom endpoint (`http://127.0.0.1:9000`, or `unix:///run/blob.sock` for a server on
-    /// a Unix socket), or nil for AWS's regional endpoint.
+    /// A custom endpoint (`https://s3.example.com`, `http://127.0.0.1:9000`, or
+    /// `unix:///run/blob.sock` for a server on a Unix socket), or nil for AWS's regional
+    /// endpoint.
     public var endpoint: String?
     public var region: String?
     /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-host style.
     public var pathStyle: Bool
+    /// `credentials_file=`: an absolute path to an AWS shared-credentials file (INI) to take
+    /// the key pair from, or nil.
+    public var credentialsFile: String?
+    /// `profile=`: the section of the credentials file to use, or nil for the default.
+    public var profile: String?
+    /// `ca_file=`: an absolute path to a PEM file whose certificates are trusted, besides
+    /// the system's roots, for an HTTPS endpoint.
+    public var caFile: String?
+    /// `tls_verify=false` turns off the certificate and host name check of an HTTPS
+    /// endpoint. Unsafe (anyone on the path can read and alter the traffic); for tests.
+    public var tlsVerify: Bool
 
-    public init(bucket: String, prefix: String = "", endpoint: String? = nil, region: String? = nil, pathStyle: Bool = false) {
+    public init(
+        bucket: String, prefix: String = "", endpoint: String? = nil, region: String? = nil, pathStyle: Bool = false,
+        credentialsFile: String? = nil, profile: String? = nil, caFile: String? = nil, tlsVerify: Bool = true
+    ) {
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint = endpoint
         self.region = region
         self.pathStyle = pathStyle
+        self.credentialsFile = credentialsFile
+        self.profile = profile
+        self.caFile = caFile
+        self.tlsVerify = tlsVerify
+    }
+
+    /// Whether requests go over TLS: an `https://` endpoint, or none (AWS's own).
+    public var usesTLS: Bool {
+        guard let endpoint else { return true }
+        return URLComponents(string: endpoint)?.scheme?.lowercased() == "https"
     }
 }
 
@@ -133,7 +169,12 @@ public enum LocationURL {
         guard let bucket = c.host, !bucket.isEmpty else { throw LocationParseError(text: text, reason: "missing bucket") }
         var location = S3Location(
             bucket: bucket, prefix: String(c.path.drop { $0 == "/" }), endpoint: nil, region: nil, pathStyle: false)
+        var seen: Set<String> = []
+        var pathStyle: Bool?
         for item in c.queryItems ?? [] {
+            guard seen.insert(item.name).inserted else {
+                throw LocationParseError(text: text, reason: "parameter \"\(item.name)\" is given twice")
+            }
             switch item.name {
             case "endpoint":
                 guard let e = item.value, let u = URLComponents(string: e) else {
@@ -151,18 +192,62 @@ public enum LocationURL {
                     throw LocationParseError(text: text, reason: "endpoint must be an http(s) URL or unix:///path.sock")
                 }
                 location.endpoint = e
-                location.pathStyle = true  // custom endpoints default to path style
             case "region":
-                location.region = item.value
+                // It goes into host names and signatures: nothing else belongs there.
+                guard let v = item.value, isRegionName(v) else {
+                    throw LocationParseError(text: text, reason: "region must be lower-case letters, digits and - (like eu-west-1)")
+                }
+                location.region = v
             case "path_style":
                 guard let v = item.value, v == "true" || v == "false" else {
                     throw LocationParseError(text: text, reason: "path_style must be true or false")
                 }
-                location.pathStyle = v == "true"
+                pathStyle = v == "true"
+            case "credentials_file":
+                location.credentialsFile = try absolutePath(text, item)
+            case "profile":
+                guard let v = item.value, !v.isEmpty, !v.contains(where: { $0 == "[" || $0 == "]" || $0.isNewline }) else {
+                    throw LocationParseError(text: text, reason: "profile must be a non-empty profile name")
+                }
+                location.profile = v
+            case "ca_file":
+                location.caFile = try absolutePath(text, item)
+            case "tls_verify":
+                guard let v = item.value, v == "true" || v == "false" else {
+                    throw LocationParseError(text: text, reason: "tls_verify must be true or false")
+                }
+                location.tlsVerify = v == "true"
             default:
                 throw LocationParseError(text: text, reason: "unknown parameter \"\(item.name)\"")
             }
         }
+        // Custom endpoints default to path style, AWS's own to virtual-host style, except
+        // for a bucket name with dots: AWS's wildcard certificate for
+        // *.s3.REGION.amazonaws.com covers a single label, so `a.b.s3...` would not verify
+        // (the AWS SDKs switch to path style for such names too).
+        location.pathStyle = pathStyle ?? (location.endpoint != nil || location.bucket.contains("."))
+        if !location.usesTLS, location.caFile != nil || !location.tlsVerify {
+            throw LocationParseError(text: text, reason: "ca_file and tls_verify apply to https endpoints only")
+        }
+        if location.caFile != nil, !location.tlsVerify {
+            throw LocationParseError(text: text, reason: "ca_file has no use with tls_verify=false (nothing is verified)")
+        }
         return location
+    }
+
+    /// Whether `text` has the form of a region name: one or more lower-case ASCII letters,
+    /// digits and `-`.
+    static func isRegionName(_ text: String) -> Bool {
+        let letters = UInt8(ascii: "a")...UInt8(ascii: "z")
+        let digits = UInt8(ascii: "0")...UInt8(ascii: "9")
+        return !text.isEmpty && text.utf8.allSatisfy { letters.contains($0) || digits.contains($0) || $0 == UInt8(ascii: "-") }
+    }
+
+    /// A parameter whose value must be an absolute file path.
+    static func absolutePath(_ text: String, _ item: URLQueryItem) throws(LocationParseError) -> String {
+        guard let v = item.value, v.hasPrefix("/"), v.count > 1 else {
+            throw LocationParseError(text: text, reason: "\(item.name) must be an absolute path")
+        }
+        return v
     }
 }

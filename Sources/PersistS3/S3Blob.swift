@@ -3,12 +3,13 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import PersistCore
 import PersistLocation
 import Synchronization
 
-/// A `Blob` stored in an S3 bucket, spoken to over HTTP/1.1 with SigV4 signatures: our
-/// `blob-store`, or any S3-compatible service reachable over plain HTTP.
+/// A `Blob` stored in an S3 bucket, spoken to over HTTP/1.1 with SigV4 signatures: AWS
+/// S3 or any S3-compatible service, over HTTPS or plain HTTP, or our `blob-store`.
 ///
 /// Keys are stored under the configured key prefix and travel percent-encoded with S3's
 /// rules, so any key (control characters, `..`, `%`, non-ASCII) is safe. Requests use a
@@ -16,8 +17,8 @@ import Synchronization
 /// for a connection, connecting, sending and the whole answer.
 ///
 /// Determinacy:
-/// - Nothing sent (no connection free in time, connect refused or timed out, shut down):
-///   determinate.
+/// - Nothing sent (no connection free in time, connect refused or timed out, TLS handshake
+///   failed, shut down): determinate.
 /// - Sent but no complete answer (timeout, connection lost): indeterminate for `set` and
 ///   `delete`, which the server may have applied; determinate for `get` and `list`, which
 ///   change nothing. A request whose reused keep-alive connection turns out to have been
@@ -29,23 +30,43 @@ import Synchronization
 ///   are retried with capped, jittered exponential backoff; a write any of whose attempts
 ///   may have taken effect fails indeterminately.
 ///
-/// Transport: plain HTTP over TCP or a Unix socket. TLS (needed for AWS's own endpoints)
-/// is a later addition: it slots in as one more `Endpoint` case whose connect step adds a
-/// TLS handler before the HTTP codec; nothing above the connection changes.
+/// Transport: HTTPS (TLS 1.2 or later through swift-nio-ssl), or plain HTTP over TCP or a
+/// Unix socket. Under TLS a connection carries no request until its handshake is done:
+/// the server's certificate must chain to a trusted root (the system's, plus
+/// `TLSOptions.additionalTrustRootFiles`) and name the host of the `Host` header (with
+/// virtual-host addressing, `bucket.endpoint-host`), which is also sent as SNI. A failed
+/// handshake is a determinate error saying why (certificate not trusted, host name
+/// mismatch, no TLS there); certificate problems are not retried.
 public final class S3Blob: Blob {
     /// Where the S3 server listens.
     public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
-        /// A host name or address and a port, over TCP.
+        /// A host name or address and a port, over TCP (plain HTTP).
         case tcp(host: String, port: Int)
+        /// A host name or address and a port, over TLS on TCP (HTTPS).
+        case https(host: String, port: Int)
         /// A Unix domain socket at an absolute path.
         case unix(path: String)
 
-        /// The endpoint as a URL (`http://host:port`, `unix:///path`).
+        /// The endpoint as a URL (`http://host:port`, `https://host:port`, `unix:///path`).
         public var description: String {
             switch self {
-            case .tcp(let host, let port): "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+            case .tcp: "http://\(authority(omittingDefaultPort: false) ?? "")"
+            case .https: "https://\(authority(omittingDefaultPort: false) ?? "")"
             case .unix(let path): "unix://\(path)"
             }
+        }
+
+        /// `host:port` of a TCP endpoint, an IPv6 literal in brackets, without the port
+        /// when `omittingDefaultPort` and it is the scheme's (80, 443); nil for a Unix socket.
+        func authority(omittingDefaultPort: Bool) -> String? {
+            let (host, port, defaultPort): (String, Int, Int)
+            switch self {
+            case .tcp(let h, let p): (host, port, defaultPort) = (h, p, 80)
+            case .https(let h, let p): (host, port, defaultPort) = (h, p, 443)
+            case .unix: return nil
+            }
+            let name = host.contains(":") ? "[\(host)]" : host
+            return omittingDefaultPort && port == defaultPort ? name : "\(name):\(port)"
         }
     }
 
@@ -94,7 +115,8 @@ public final class S3Blob: Blob {
         /// Path-style or virtual-host addressing of the bucket.
         public var addressing: Addressing
         /// The `Host` header; nil derives it from the endpoint (and the bucket, for
-        /// virtual-host addressing). A Unix socket endpoint uses `localhost`.
+        /// virtual-host addressing). A Unix socket endpoint uses `localhost`. Over HTTPS its
+        /// host is also the name the server's certificate must carry.
         public var hostHeader: String?
         /// Connections kept open at most; requests beyond wait for one.
         public var maxConnections: Int
@@ -109,13 +131,15 @@ public final class S3Blob: Blob {
         public var payloadIntegrity: PayloadIntegrity
         /// When refused or failed requests are sent again.
         public var retry: RetryPolicy
+        /// How an `https` endpoint's certificate is checked (unused otherwise).
+        public var tls: TLSOptions
 
         /// A configuration; `maxConnections` is at least 1.
         public init(
             endpoint: Endpoint, bucket: String, prefix: String = "", region: String = "us-east-1", credentials: S3Credentials,
             addressing: Addressing = .pathStyle, hostHeader: String? = nil, maxConnections: Int = 8,
             connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), listPageSize: Int? = nil,
-            payloadIntegrity: PayloadIntegrity = .crc32c, retry: RetryPolicy = .standard
+            payloadIntegrity: PayloadIntegrity = .crc32c, retry: RetryPolicy = .standard, tls: TLSOptions = TLSOptions()
         ) {
             self.endpoint = endpoint
             self.bucket = bucket
@@ -130,50 +154,63 @@ public final class S3Blob: Blob {
             self.listPageSize = listPageSize
             self.payloadIntegrity = payloadIntegrity
             self.retry = retry
+            self.tls = tls
         }
 
-        /// The configuration of a parsed `s3://` location. Throws `invalidArgument` for an
-        /// endpoint this client cannot reach yet: none (AWS's own, which needs TLS) or
-        /// `https://`.
+        /// The configuration of a parsed `s3://` location. An `https://` or `http://`
+        /// endpoint takes port 443 or 80 when it names none; without an endpoint the bucket
+        /// is reached at AWS's regional endpoint over HTTPS (`bucket.s3.REGION.amazonaws.com`,
+        /// or `s3.REGION.amazonaws.com/bucket` with path style, which a bucket name with dots
+        /// needs, as AWS's certificates cover one label before `.s3.`; `LocationURL` makes
+        /// it the default for such names). Throws
+        /// `invalidArgument` for an endpoint this client cannot use.
         public init(location: S3Location, credentials: S3Credentials) throws(StorageError) {
+            let region = location.region ?? "us-east-1"
+            let addressing: Addressing = location.pathStyle ? .pathStyle : .virtualHost
+            let tls = TLSOptions(additionalTrustRootFiles: location.caFile.map { [$0] } ?? [], verifyCertificates: location.tlsVerify)
             guard let text = location.endpoint else {
-                throw .determinate(.invalidArgument, "s3://\(location.bucket) has no endpoint; AWS's own endpoints need TLS, which S3Blob does not speak yet")
+                // Virtual-host style connects to the bucket's own host name, as AWS's SDKs do.
+                let host = location.pathStyle ? "s3.\(region).amazonaws.com" : "\(location.bucket).s3.\(region).amazonaws.com"
+                self.init(
+                    endpoint: .https(host: host, port: 443), bucket: location.bucket, prefix: location.prefix, region: region,
+                    credentials: credentials, addressing: addressing, hostHeader: host, tls: tls)
+                return
             }
             guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased() else {
                 throw .determinate(.invalidArgument, "unreadable S3 endpoint \(text)")
             }
             let endpoint: Endpoint
             switch scheme {
-            case "http":
+            case "http", "https":
                 guard let host = url.host, !host.isEmpty else { throw .determinate(.invalidArgument, "S3 endpoint \(text) has no host") }
-                guard url.path.isEmpty || url.path == "/" else {
-                    throw .determinate(.invalidArgument, "S3 endpoint \(text) has a path; only http://host[:port] is supported")
+                guard url.path.isEmpty || url.path == "/", url.query == nil else {
+                    throw .determinate(.invalidArgument, "S3 endpoint \(text) has a path or query; only \(scheme)://host[:port] is supported")
                 }
-                endpoint = .tcp(host: host, port: url.port ?? 80)
+                // URLComponents keeps an IPv6 literal's brackets.
+                let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+                endpoint = scheme == "https" ? .https(host: bare, port: url.port ?? 443) : .tcp(host: bare, port: url.port ?? 80)
             case "unix":
                 guard url.path.hasPrefix("/") else { throw .determinate(.invalidArgument, "S3 endpoint \(text) needs an absolute socket path") }
                 endpoint = .unix(path: url.path)
             default:
-                throw .determinate(.invalidArgument, "S3 endpoint \(text): only http:// and unix:// are supported (TLS comes later)")
+                throw .determinate(.invalidArgument, "S3 endpoint \(text): only https://, http:// and unix:// are supported")
             }
             self.init(
-                endpoint: endpoint, bucket: location.bucket, prefix: location.prefix, region: location.region ?? "us-east-1",
-                credentials: credentials, addressing: location.pathStyle ? .pathStyle : .virtualHost)
+                endpoint: endpoint, bucket: location.bucket, prefix: location.prefix, region: region,
+                credentials: credentials, addressing: addressing, tls: tls)
         }
 
         /// The `Host` header requests carry.
         public var effectiveHostHeader: String {
             if let hostHeader { return hostHeader }
-            let authority: String
-            switch endpoint {
-            case .tcp(let host, let port):
-                let name = host.contains(":") ? "[\(host)]" : host
-                authority = port == 80 ? name : "\(name):\(port)"
-            case .unix:
-                authority = "localhost"
-            }
+            let authority = endpoint.authority(omittingDefaultPort: true) ?? "localhost"
             return addressing == .virtualHost ? "\(bucket).\(authority)" : authority
         }
+
+        /// The name an `https` endpoint's certificate must carry and SNI names: the host of
+        /// `effectiveHostHeader`, or nil when that is an IP address (matched against the
+        /// certificate's IP addresses, without SNI).
+        var tlsServerName: String? { S3TLS.serverName(hostHeader: effectiveHostHeader) }
 
         /// The prefix as stored: empty, or ending in `/`.
         var keyPrefix: String { prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/" }
@@ -186,14 +223,21 @@ public final class S3Blob: Blob {
     let logger: Logger
     let now: @Sendable () -> Date
     let sleep: @Sendable (Duration) async throws -> Void
+    /// The TLS context and server name of an `https` endpoint (or why there are none),
+    /// made and checked once.
+    private let tls: Result<S3TLS.Setup, StorageError>?
     /// The seeded source of the retry jitter, when the policy has a seed.
     private let jitter: Mutex<SeededGenerator?>
     private let pool: Mutex<S3ConnectionPoolState<S3HTTPConnection, S3LeaseWaiter>>
     private let nextWaiterID = Atomic<Int>(0)
 
-    /// A client for `configuration`. No connection is made until the first request.
-    /// `now` is the clock requests are signed with; `sleep` waits out the pauses between
-    /// retries (tests pass one that only records them).
+    /// A client for `configuration`. No connection is made until the first request; for an
+    /// `https` endpoint the TLS context (trust roots read from their files) is made and the
+    /// server name checked here, and when either fails every request fails with the
+    /// reason, a determinate `invalidArgument` (the throwing
+    /// `init(location:credentials:group:logger:)` throws it at once). `now` is the clock
+    /// requests are signed with; `sleep` waits out the pauses between retries (tests pass
+    /// one that only records them).
     public init(
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "persist.s3-blob"), now: @escaping @Sendable () -> Date = { Date() },
@@ -208,16 +252,29 @@ public final class S3Blob: Blob {
         self.logger = logger
         self.now = now
         self.sleep = sleep
+        if case .https = configuration.endpoint {
+            do throws(StorageError) {
+                tls = .success(try S3TLS.setup(configuration))
+            } catch {
+                tls = .failure(error)
+            }
+        } else {
+            tls = nil
+        }
         self.jitter = Mutex(configuration.retry.jitterSeed.map { SeededGenerator(seed: $0) })
         self.pool = Mutex(S3ConnectionPoolState(limit: configuration.maxConnections))
     }
 
     /// A client for a parsed `s3://` location (see `Configuration.init(location:credentials:)`).
+    /// Throws as well when the TLS context cannot be made (a `ca_file` that is missing or
+    /// holds no certificate) or the server name cannot be sent in SNI (a bucket name too
+    /// long for virtual-host addressing).
     public convenience init(
         location: S3Location, credentials: S3Credentials, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "persist.s3-blob")
     ) throws(StorageError) {
         self.init(try Configuration(location: location, credentials: credentials), group: group, logger: logger)
+        if case .failure(let error) = tls { throw error }
     }
 
     /// Closes idle connections and refuses new requests (determinately). Requests in
@@ -368,9 +425,14 @@ public final class S3Blob: Blob {
     /// whose reused keep-alive connection turns out to be stale goes once more on a fresh
     /// connection within the same attempt.
     func attempt(_ operation: S3Operation) async -> Attempt {
+        await attempt(builder.request(operation, date: now()), operation: operation)
+    }
+
+    /// Sends `request` (made for `operation`, which names it in messages and says whether
+    /// it writes) once, as `attempt(_:)` does.
+    func attempt(_ request: S3HTTPRequest, operation: S3Operation) async -> Attempt {
         let timeout = configuration.requestTimeout
         let deadline = NIODeadline.now() + TimeAmount(timeout)
-        let request = builder.request(operation, date: now())
         var retried = false
         while true {
             let connection: S3HTTPConnection
@@ -449,8 +511,9 @@ public final class S3Blob: Blob {
                 return .success((try await connect(deadline: deadline), false))
             } catch {
                 carryOut(pool.withLock { $0.connectFailed() })
-                // A refused or timed-out connect sent nothing; the server may be back soon.
-                return .failure(LeaseFailure(error: error, retryable: !pool.withLock { $0.isShutDown }))
+                // A failed connect sent nothing; a refused or timed-out one may succeed once
+                // the server is back, an untrusted certificate will not.
+                return .failure(LeaseFailure(error: error.error, retryable: error.retryable && !pool.withLock { $0.isShutDown }))
             }
         }
     }
@@ -470,45 +533,83 @@ public final class S3Blob: Blob {
         }
     }
 
-    /// Opens a connection with an HTTP/1.1 client pipeline. Every failure is determinate:
-    /// no request was written.
-    private func connect(deadline: NIODeadline) async throws(StorageError) -> S3HTTPConnection {
-        let remaining = deadline - NIODeadline.now()
+    /// Opens a connection with an HTTP/1.1 client pipeline, behind TLS for an `https`
+    /// endpoint, whose handshake must finish (within the connect timeout) before the
+    /// connection is returned. Every failure is determinate: no request was written.
+    private func connect(deadline: NIODeadline) async throws(LeaseFailure) -> S3HTTPConnection {
+        let endpoint = configuration.endpoint
+        let started = NIODeadline.now()
+        let remaining = deadline - started
         guard remaining > .zero else {
-            throw .determinate(.timeout, "no time left to connect to \(configuration.endpoint)")
+            throw LeaseFailure(error: .determinate(.timeout, "no time left to connect to \(endpoint)"), retryable: true)
+        }
+        let connectTimeout = min(TimeAmount(configuration.connectTimeout), remaining)
+        let tls: S3TLS.Setup?
+        switch self.tls {
+        case .success(let setup)?: tls = setup
+        case .failure(let error)?: throw LeaseFailure(error: error, retryable: false)
+        case nil: tls = nil
         }
         let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(min(TimeAmount(configuration.connectTimeout), remaining))
+            .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_keepalive), value: 1)
-        let initialize: @Sendable (any Channel) -> EventLoopFuture<S3HTTPConnection> = { channel in
+        let handshakeDeadline = started + connectTimeout
+        let initialize: @Sendable (any Channel) -> EventLoopFuture<(S3HTTPConnection, EventLoopFuture<Void>?)> = { [tls] channel in
             channel.eventLoop.makeCompletedFuture {
+                var handshake: EventLoopFuture<Void>?
+                if let tls {
+                    // The server name was checked when the client was made, so this does not
+                    // throw for it.
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    // Once added, the handshake handler completes the promise in every case;
+                    // until then, nothing would.
+                    let promise = channel.eventLoop.makePromise(of: Void.self)
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(S3TLSHandshakeHandler(deadline: handshakeDeadline, promise: promise))
+                    } catch {
+                        promise.fail(error)
+                        throw error
+                    }
+                    handshake = promise.futureResult
+                }
                 let handler = S3HTTPClientHandler()
                 try channel.pipeline.syncOperations.addHTTPClientHandlers()
                 try channel.pipeline.syncOperations.addHandler(handler)
-                return S3HTTPConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                return (S3HTTPConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop)), handshake)
             }
         }
+        let connection: S3HTTPConnection
+        let handshake: EventLoopFuture<Void>?
         do {
-            let connection: S3HTTPConnection
-            switch configuration.endpoint {
-            case .tcp(let host, let port):
+            switch endpoint {
+            case .tcp(let host, let port), .https(let host, let port):
                 // An IP address skips NIO's resolver, which runs on a shared Dispatch queue.
                 if let literal = try? SocketAddress(ipAddress: host, port: port) {
-                    connection = try await bootstrap.connect(to: literal, channelInitializer: initialize)
+                    (connection, handshake) = try await bootstrap.connect(to: literal, channelInitializer: initialize)
                 } else {
-                    connection = try await bootstrap.connect(host: host, port: port, channelInitializer: initialize)
+                    (connection, handshake) = try await bootstrap.connect(host: host, port: port, channelInitializer: initialize)
                 }
             case .unix(let path):
-                connection = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initialize)
+                (connection, handshake) = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initialize)
             }
-            logger.debug("connected to S3 endpoint", metadata: ["endpoint": "\(configuration.endpoint)"])
-            return connection
         } catch {
             if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-                throw .determinate(.timeout, "connecting to \(configuration.endpoint) timed out")
+                throw LeaseFailure(error: .determinate(.timeout, "connecting to \(endpoint) timed out"), retryable: true)
             }
-            throw .determinate(.unavailable, "cannot connect to \(configuration.endpoint): \(error)")
+            throw LeaseFailure(error: .determinate(.unavailable, "cannot connect to \(endpoint): \(error)"), retryable: true)
         }
+        if let handshake, let tls {
+            do {
+                try await handshake.get()
+            } catch {
+                connection.close()
+                let failure = S3TLS.failure(error, endpoint: "\(endpoint)", name: tls.certificateName)
+                logger.debug("TLS handshake failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.error)"])
+                throw LeaseFailure(error: failure.error, retryable: failure.retryable)
+            }
+        }
+        logger.debug("connected to S3 endpoint", metadata: ["endpoint": "\(endpoint)"])
+        return connection
     }
 }
 

@@ -3,7 +3,9 @@ import Foundation
 import Synchronization
 
 /// An AWS access key pair, optionally with the session token of temporary credentials.
-public struct S3Credentials: Hashable, Sendable {
+/// Its descriptions and mirror show the access key ID only, so printing, logging or
+/// dumping it leaks no secret.
+public struct S3Credentials: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// The public half, named in every signature's credential scope.
     public var accessKeyID: String
     /// The secret half; it never leaves the process, only signatures made with it do.
@@ -18,14 +20,15 @@ public struct S3Credentials: Hashable, Sendable {
         self.sessionToken = sessionToken
     }
 
-    /// Credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and (optionally)
-    /// `AWS_SESSION_TOKEN`; nil unless both of the first two are set and non-empty.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> S3Credentials? {
-        guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty, let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
-        else { return nil }
-        let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        return S3Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: token)
+    /// `S3Credentials(AKIA..., secret and session token withheld)`.
+    public var description: String {
+        "S3Credentials(\(accessKeyID), secret\(sessionToken == nil ? "" : " and session token") withheld)"
     }
+
+    public var debugDescription: String { description }
+
+    /// The access key ID alone.
+    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": accessKeyID], displayStyle: .struct) }
 }
 
 /// The parts of an HTTP request that SigV4 covers, as they appear on the wire.

@@ -59,8 +59,12 @@ public enum Backends {
         }
     }
 
+    /// Opens the blob backend `text` names. An `s3://` location signs with `credentials`
+    /// when given, else with the key pair its URL and the environment lead to (the order
+    /// is `S3CredentialSource`'s); `environment` stands in for the process's variables.
     public static func blob(
-        _ text: String, credentials: S3Credentials? = nil, logger: Logger = Logger(label: "persist.backends")
+        _ text: String, credentials: S3Credentials? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "persist.backends")
     ) throws -> OpenedBackend<any Blob> {
         switch try LocationURL.blob(text) {
         case .memory(let name):
@@ -68,11 +72,13 @@ public enum Backends {
         case .file(let path):
             return OpenedBackend(backend: try FileBlob(root: path), location: text, close: {})
         case .s3(let location):
-            guard let credentials = credentials ?? S3Credentials.fromEnvironment() else {
-                throw StorageError.determinate(
-                    .invalidArgument, "\(text): S3 needs credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+            let resolved: S3Credentials
+            do {
+                resolved = try credentials ?? S3Credentials.resolve(for: location, environment: environment)
+            } catch {
+                throw StorageError.determinate(.invalidArgument, "\(text): \(error)")
             }
-            let s3 = try S3Blob(location: location, credentials: credentials, logger: logger)
+            let s3 = try S3Blob(location: location, credentials: resolved, logger: logger)
             return OpenedBackend(backend: s3, location: text, close: { await s3.shutdown() })
         }
     }

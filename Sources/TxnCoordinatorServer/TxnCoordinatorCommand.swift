@@ -27,8 +27,11 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
             Storage comes from location URLs: embedded (--data-dir alone: file:///<dir>/blob \
             and log:///<dir>/consensus), or the storage servers \
             (--consensus consensus://127.0.0.1:7100?token_file=/path, --blob \
-            s3://bucket?endpoint=http://127.0.0.1:9000 with AWS_ACCESS_KEY_ID and \
-            AWS_SECRET_ACCESS_KEY set), or PostgreSQL/CockroachDB for consensus \
+            s3://bucket?endpoint=https://host:port, or http://, or none for AWS; \
+            ca_file=/ca.pem trusts a private CA; credentials from \
+            credentials_file=/path&profile=name in the URL, else AWS_ACCESS_KEY_ID and \
+            AWS_SECRET_ACCESS_KEY, else AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials \
+            with AWS_PROFILE), or PostgreSQL/CockroachDB for consensus \
             (--consensus postgres://user@host:5432/db?password_file=/path, or PGPASSWORD \
             set; a password in the URL is refused; see deploy/postgres.md). On start it \
             recovers: committed but unapplied \
@@ -96,6 +99,33 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
         help: "Requests one connection may have running at once; beyond it the server stops reading from that connection.")
     var maxInFlight = 1024
 
+    @Option(
+        name: .customLong("max-retry-backoff-ms"),
+        help: ArgumentHelp(
+            "Longest pause, in milliseconds, between retries of a failing blob or consensus call.",
+            discussion: """
+                Retries start 4 ms apart and double up to this. Every client's commit waits on \
+                these calls, so once storage is back (say a database restart) the coordinator \
+                should notice within about this long; the persist library's own default, 16 s, \
+                suits background readers better. Raise it when many coordinators share a \
+                database that struggles under their retries.
+                """,
+            valueName: "ms"))
+    var maxRetryBackoffMilliseconds = 1000
+
+    @Option(
+        name: .customLong("shutdown-timeout-seconds"),
+        help: ArgumentHelp(
+            "How long a stop (SIGTERM/SIGINT) may spend finishing queued work before the process exits anyway.",
+            discussion: """
+                A stop first finishes and applies the commits already queued. If storage is \
+                unreachable that cannot end, so after this long the coordinator gives up and \
+                exits with status 1: commits not yet acknowledged stay in doubt for their \
+                clients (as after a crash), nothing acknowledged is lost.
+                """,
+            valueName: "s"))
+    var shutdownTimeoutSeconds = 30
+
     @OptionGroup var server: ServerOptions
 
     static let defaultTxnsShard = "s7a5a0000-0000-4000-8000-000000000001"
@@ -108,6 +138,10 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("give --data-dir, or both --blob and --consensus")
         }
         guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
+        guard shutdownTimeoutSeconds >= 1 else { throw ValidationError("--shutdown-timeout-seconds must be at least 1") }
+        guard maxRetryBackoffMilliseconds >= 4 else {
+            throw ValidationError("--max-retry-backoff-ms must be at least 4 (the first retry's pause)")
+        }
         _ = try server.listenAddresses(fallback: Self.defaultListen)
         _ = try server.metricsAddress(fallback: Self.defaultMetrics)
     }
@@ -141,6 +175,7 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
         }
         var persistConfig = PersistConfig()
         persistConfig.compactionEnabled = !noCompaction
+        persistConfig.maxBackoff = .milliseconds(maxRetryBackoffMilliseconds)
         let client = PersistClient(
             blob: openedBlob.backend, consensus: openedConsensus.backend, config: persistConfig, logger: logger)
         let coordinator: TxnCoordinator
@@ -180,10 +215,34 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
             logger.critical("txn-coordinator failed", metadata: ["error": "\(error)"])
             failed = true
         }
-        await coordinator.shutdown()
+        guard await Self.finishes(within: .seconds(shutdownTimeoutSeconds), { await coordinator.shutdown() }) else {
+            logger.critical(
+                "shutdown did not finish: storage unreachable? exiting without it; unacknowledged commits stay in doubt",
+                metadata: ["timeout_s": "\(shutdownTimeoutSeconds)"])
+            throw ExitCode(1)
+        }
         await openedConsensus.close()
         await openedBlob.close()
         logger.info("coordinator closed")
         if failed { throw ExitCode(1) }
+    }
+
+    /// Runs `work` and reports whether it finished within `limit`. When it does not, it
+    /// is cancelled and left behind (the process is about to exit).
+    private static func finishes(within limit: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        let (outcomes, sink) = AsyncStream<Bool>.makeStream()
+        let worker = Task {
+            await work()
+            sink.yield(true)
+        }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            sink.yield(false)
+        }
+        var first = outcomes.makeAsyncIterator()
+        let finished = await first.next() ?? false
+        timer.cancel()
+        if !finished { worker.cancel() }
+        return finished
     }
 }

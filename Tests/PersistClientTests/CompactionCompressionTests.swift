@@ -72,7 +72,7 @@ import Testing
         _ acked: [Update], upper: Timestamp, store: MemoryBlob, consensus: MemoryConsensus, shard: ShardID
     ) async throws {
         var c = testConfig()
-        c.ownPartsCacheBytes = 0
+        c.partCacheBytes = 0
         c.compactionEnabled = false
         let reader = try await PersistClient(blob: store, consensus: consensus, config: c)
             .openLeasedReader(shard: shard, purpose: "check")

@@ -3,8 +3,9 @@ import Glibc
 #endif
 import Foundation
 import PersistCore
-import PersistS3
 import Testing
+
+@testable import PersistS3
 
 @testable import PersistConformance
 
@@ -16,15 +17,27 @@ import Testing
 /// no port is guessed. By default it checks no signatures; `enableAuthentication` makes it
 /// verify every request's SigV4 signature with botocore's code, against an access key it
 /// issued. Everything it stores lives in its memory and goes with the process.
+///
+/// With `tls` it serves HTTPS only, with the certificate and key given (see
+/// `TestCertificates`); then it is reached as `localhost`, the name the test certificates
+/// carry.
 struct MotoServer: Sendable {
     let pid: pid_t
     let port: Int
     let directory: BlobStoreTestDirectory
+    /// The certificates it serves HTTPS with, or nil for plain HTTP.
+    var tls: TestCertificates? = nil
+    /// With `tls`, the client its own requests go through (one for the server's life, so
+    /// the trust store is read once, not per request).
+    var tlsClient: S3Blob? = nil
 
     var logPath: String { directory.path + "/moto.log" }
-    var endpoint: S3Blob.Endpoint { .tcp(host: "127.0.0.1", port: port) }
-    /// `http://127.0.0.1:PORT`, as location URLs and foreign clients take an endpoint.
-    var url: String { "http://127.0.0.1:\(port)" }
+    var endpoint: S3Blob.Endpoint { tls == nil ? .tcp(host: "127.0.0.1", port: port) : .https(host: "localhost", port: port) }
+    /// TLS options that trust the test CA (the defaults for a plain-HTTP moto).
+    var tlsOptions: S3Blob.TLSOptions { S3Blob.TLSOptions(additionalTrustRootFiles: tls.map { [$0.authority] } ?? []) }
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`), as location URLs and foreign
+    /// clients take an endpoint.
+    var url: String { tls == nil ? "http://127.0.0.1:\(port)" : "https://localhost:\(port)" }
 
     /// What to do when moto cannot be started.
     static let setupHint =
@@ -34,14 +47,16 @@ struct MotoServer: Sendable {
     static let anyCredentials = S3Credentials(accessKeyID: "AKIDMOTOTESTANYTHING", secretAccessKey: "not checked")
 
     /// Starts a server, runs `body`, and stops the server whether `body` returned or threw.
-    static func with<T: Sendable>(_ label: String, _ body: (MotoServer) async throws -> T) async throws -> T {
-        let server = try await start(label)
+    static func with<T: Sendable>(
+        _ label: String, tls: TestCertificates? = nil, _ body: (MotoServer) async throws -> T
+    ) async throws -> T {
+        let server = try await start(label, tls: tls)
         return try await withCleanup { try await body(server) } cleanup: { await server.stop() }
     }
 
     /// Starts `python3 -m moto.server` and returns once it listens. Fails (naming
     /// tools/setup.sh) when python3 or moto is missing or the server does not come up.
-    static func start(_ label: String) async throws -> MotoServer {
+    static func start(_ label: String, tls: TestCertificates? = nil) async throws -> MotoServer {
         let directory = BlobStoreTestDirectory("moto-\(label)")
         let logPath = directory.path + "/moto.log"
         var environment = ProcessInfo.processInfo.environment
@@ -54,8 +69,9 @@ struct MotoServer: Sendable {
         let pid: pid_t
         do {
             pid = try SpawnedServer.spawn(
-                "/usr/bin/env", ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], logPath: logPath,
-                environment: environment)
+                "/usr/bin/env",
+                ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"] + (tls.map { ["-c", $0.serverCertificate, "-k", $0.serverKey] } ?? []),
+                logPath: logPath, environment: environment)
         } catch {
             directory.remove()
             throw ConformanceFailure("\(setupHint) (cannot start python3: \(error))")
@@ -63,7 +79,14 @@ struct MotoServer: Sendable {
         let port = try await SpawnedServer.offThread { Self.waitForPort(pid: pid, logPath: logPath, limit: .seconds(60)) }
         switch port {
         case .success(let port):
-            return MotoServer(pid: pid, port: port, directory: directory)
+            var server = MotoServer(pid: pid, port: port, directory: directory, tls: tls)
+            if tls != nil {
+                server.tlsClient = S3Blob(
+                    S3Blob.Configuration(
+                        endpoint: server.endpoint, bucket: "unused", credentials: Self.anyCredentials, retry: .never,
+                        tls: server.tlsOptions))
+            }
+            return server
         case .failure(let failure):
             directory.remove()
             throw failure
@@ -91,10 +114,9 @@ struct MotoServer: Sendable {
         }
     }
 
-    /// The port of Werkzeug's "Running on http://127.0.0.1:PORT" line.
+    /// The port of Werkzeug's "Running on http://127.0.0.1:PORT" (or https) line.
     static func listeningPort(in log: String) -> Int? {
-        let marker = "Running on http://127.0.0.1:"
-        guard let range = log.range(of: marker) else { return nil }
+        guard let range = log.range(of: "Running on http://127.0.0.1:") ?? log.range(of: "Running on https://127.0.0.1:") else { return nil }
         let digits = log[range.upperBound...].prefix { $0.isASCII && $0.isNumber }
         return Int(digits).flatMap { $0 > 0 ? $0 : nil }
     }
@@ -104,6 +126,7 @@ struct MotoServer: Sendable {
     /// passes on the spawning thread's blocked and ignored signals, and Python does not
     /// reset them; here moto outlived a SIGTERM for the whole 30 s grace).
     func stop() async {
+        await tlsClient?.shutdown()
         kill(pid, SIGKILL)
         let pid = self.pid
         _ = try? await SpawnedServer.offThread { SpawnedServer.reap(pid, by: ContinuousClock.now + .seconds(60)) }
@@ -114,19 +137,22 @@ struct MotoServer: Sendable {
 
     // MARK: Requests of its own
 
-    /// Sends one request signed for `service` and `region` on a fresh connection and
-    /// returns the answer. `host` is the `Host` header (default: the endpoint).
+    /// Sends one request signed for `service` and `region` and returns the answer.
+    /// `host` is the `Host` header (default: the endpoint). Over plain HTTP it goes on a
+    /// fresh connection; over TLS through `tlsClient` (a kept-alive connection of an
+    /// `S3Blob` that trusts the test CA).
     func send(
         _ method: String, _ target: String, host: String? = nil, headers: [(String, String)] = [], body: [UInt8] = [],
         service: String = "s3", region: String = "us-east-1", credentials: S3Credentials = anyCredentials
     ) async throws -> BlobStoreRawResponse {
         var all: [(name: String, value: String)] =
-            [(name: "Host", value: host ?? "127.0.0.1:\(port)")] + headers.map { (name: $0.0, value: $0.1) }
+            [(name: "Host", value: host ?? (tls == nil ? "127.0.0.1:\(port)" : "localhost:\(port)"))] + headers.map { (name: $0.0, value: $0.1) }
         all.append((name: "Content-Length", value: String(body.count)))
         let signing = SigV4Request(method: method, target: target, headers: all)
         let signature = SigV4.sign(
             request: signing, credentials: credentials, region: region, service: service, date: Date(), payloadHash: SigV4.sha256Hex(body))
         all += signature.map { (name: $0.0, value: $0.1) }
+        if tls != nil { return try await sendOverTLS(S3HTTPRequest(method: method, target: target, headers: all, body: body)) }
         var text = "\(method) \(target) HTTP/1.1\r\n"
         for (name, value) in all { text += "\(name): \(value)\r\n" }
         text += "Connection: close\r\n\r\n"
@@ -134,6 +160,20 @@ struct MotoServer: Sendable {
         return try await BlobStoreRawConnection.with(.tcp(host: "127.0.0.1", port: port)) { connection in
             try await connection.send(request)
             return try await connection.response(head: method == "HEAD")
+        }
+    }
+
+    /// Sends a signed `request` once through `tlsClient`.
+    private func sendOverTLS(_ request: S3HTTPRequest) async throws -> BlobStoreRawResponse {
+        guard let tlsClient else { throw ConformanceFailure("no TLS client for a plain-HTTP moto") }
+        let outcome = await tlsClient.attempt(request, operation: .putObject(key: request.target, body: request.body))
+        switch outcome {
+        case .answered(let response):
+            var headers: [String: String] = [:]
+            for (name, value) in response.headers { headers[name.lowercased()] = value }
+            return BlobStoreRawResponse(status: response.status, headers: headers, body: response.body)
+        case .failed(let error, _):
+            throw ConformanceFailure("\(request.method) \(request.target) over TLS: \(error)\n\(logTail())")
         }
     }
 

@@ -659,9 +659,10 @@ final class FakeS3Handler: ChannelInboundHandler {
         #expect(virtual.endpoint == .tcp(host: "minio.local", port: 80))
         #expect(virtual.effectiveHostHeader == "b.minio.local")
         #expect(virtual.keyPrefix == "")
+        // HTTPS and AWS's own endpoint: see S3BlobTLSTests.endpointsFromLocations.
         for location in [
-            S3Location(bucket: "b"), S3Location(bucket: "b", endpoint: "https://s3.amazonaws.com"),
-            S3Location(bucket: "b", endpoint: "http://h:1/base"),
+            S3Location(bucket: "b", endpoint: "http://h:1/base"), S3Location(bucket: "b", endpoint: "https://h?x=1"),
+            S3Location(bucket: "b", endpoint: "ftp://h"),
         ] {
             #expect(throws: StorageError.self) { try S3Blob.Configuration(location: location, credentials: credentials) }
         }

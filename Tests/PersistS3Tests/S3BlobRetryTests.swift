@@ -299,11 +299,14 @@ final class PauseRecorder: Sendable {
     }
 
     @Test func timedOutAttemptsAreNotRetried() async throws {
-        try await Self.withScript([], then: .silence, requestTimeout: .milliseconds(300)) { server, blob, pauses in
+        try await Self.withScript([], then: .silence, requestTimeout: .milliseconds(300)) { server, blob, _ in
             let error = await S3BlobClientTests.storageError { _ = try await blob.get("k") }
             #expect(error?.code == .timeout)
+            #expect(error?.message.contains("got no complete answer") == true, "\(String(describing: error))")
+            // The request that went out was not sent again. (On a loaded machine an earlier
+            // attempt may fail to connect within the 300 ms and be retried, which is right:
+            // it sent nothing. So the pauses are not counted.)
             #expect(server.requests.count == 1)
-            #expect(pauses.pauses.isEmpty)
         }
     }
 

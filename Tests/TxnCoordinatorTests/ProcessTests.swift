@@ -52,13 +52,13 @@ import TxnClient
         }
 
         /// Starts a coordinator on the cluster's storage (a new process each time).
-        func coordinator(_ n: Int) async throws -> SpawnedServer {
+        func coordinator(_ n: Int, logLevel: String = "warning", extraArguments: [String] = []) async throws -> SpawnedServer {
             try await SpawnedServer.launch(
                 executable: try SpawnedServer.builtExecutable("txn-coordinator"),
                 arguments: [
                     "--blob", blobURL, "--consensus", consensusURL, "--listen", "unix:\(scratch)/coordinator.sock",
-                    "--metrics-listen", "off", "--log-level", "warning",
-                ],
+                    "--metrics-listen", "off", "--log-level", logLevel,
+                ] + extraArguments,
                 readyFile: scratch + "/coordinator-\(n).ready", logPath: scratch + "/coordinator.log",
                 timeout: .seconds(120), environment: environment)
         }
@@ -176,6 +176,36 @@ import TxnClient
         await reader.shutdown()
         coordinator.signal(SIGTERM)
         #expect(await coordinator.exitStatus() == 0, "\(coordinator.logTail())")
+        await cluster.stop()
+    }
+}
+
+extension ProcessTests {
+    /// A stop while storage is unreachable cannot finish the queued commit; the
+    /// coordinator must still exit (status 1, saying why) once its shutdown timeout
+    /// passes, instead of retrying forever.
+    @Test func stopWithStorageGoneExitsAfterItsTimeout() async throws {
+        let cluster = try await Cluster.start("stop")
+        let coordinator = try await cluster.coordinator(
+            0, logLevel: "info", extraArguments: ["--shutdown-timeout-seconds", "2", "--max-retry-backoff-ms", "50"])
+        let client = patientTxnClient(cluster.coordinatorEndpoint)
+        _ = try await client.createShard("a")
+        _ = try await client.register([.name("a")])
+        await cluster.blobStore.killed()
+        // This commit's batch part cannot be uploaded: it stays queued, retrying.
+        let stuck = Task { try? await client.commit([ShardWrites(shard: .name("a"), rows: rows(["k"]))]) }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !coordinator.logTail(200).contains("keeps failing") {
+            try #require(ContinuousClock.now < deadline, "the commit never started retrying:\n\(coordinator.logTail())")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        coordinator.signal(SIGTERM)
+        let status = await coordinator.exitStatus(within: .seconds(60))
+        #expect(status == 1, "exit status \(String(describing: status)):\n\(coordinator.logTail())")
+        #expect(coordinator.logTail(200).contains("shutdown did not finish"), "\(coordinator.logTail())")
+        if status == nil { await coordinator.killed() }
+        stuck.cancel()
+        await client.shutdown()
         await cluster.stop()
     }
 }

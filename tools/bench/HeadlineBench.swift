@@ -68,7 +68,7 @@ struct HeadlineBench {
             try System.makeDirectory(directory)
             print("\(clients) client\(clients == 1 ? "" : "s"): cluster ...", terminator: "")
             fflush(nil)
-            let cluster = try await measureCluster(clients: clients, load: load, directory: "\(directory)/cluster")
+            let cluster = try await LocalCluster.measure(clients: clients, load: load, directory: "\(directory)/cluster")
             print(" \(Format.rate(cluster.commitsPerSecond)) commits/s; PostgreSQL ...", terminator: "")
             fflush(nil)
             let (version, postgres) = try await measurePostgres(
@@ -82,30 +82,6 @@ struct HeadlineBench {
         return Result(
             load: load.shape, cpus: ProcessInfo.processInfo.activeProcessorCount, postgresVersion: postgresVersion,
             connectionsPerClient: TxnClient.Configuration(endpoint: .unix(path: "/")).connections, levels: levels)
-    }
-
-    /// Starts a cluster in `directory`, runs one level of the load on four fresh data
-    /// shards, and stops the cluster (requiring every server to exit 0), also stopping it
-    /// when anything fails.
-    private func measureCluster(
-        clients: Int, load: CoordinatorLoad, directory: String
-    ) async throws(BenchError) -> CoordinatorLoad.LevelResult {
-        try System.makeDirectory(directory)
-        let cluster = try LocalCluster.start(directory: directory)
-        let client = TxnClient(cluster.clientConfiguration)
-        let result: CoordinatorLoad.LevelResult
-        do throws(BenchError) {
-            let shards = try await load.createShards(client: client, level: clients)
-            result = try await load.measureLevel(clients: clients, shared: client, shards: shards)
-        } catch {
-            print("")
-            await client.shutdown()
-            cluster.stopQuietly()
-            throw error
-        }
-        await client.shutdown()
-        try cluster.stop()
-        return result
     }
 
     /// One level on a fresh PostgreSQL, on a thread of its own (initdb, pgbench and psql

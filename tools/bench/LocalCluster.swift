@@ -10,10 +10,22 @@ import TxnClient
 /// The coordinator gets `--blob s3://BUCKET?endpoint=unix:///.../blob-store.sock` with the
 /// blob-store's access key in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, and
 /// `--consensus consensus+unix:///.../consensus.sock?token_file=...`. Every process is
-/// registered with the cleanup registry, so an interrupt or an error stops it.
+/// registered with the cleanup registry, so an interrupt or an error stops it. With
+/// `.postgres`, no consensus server is started and the coordinator gets the database's
+/// `postgres://` URL instead.
 struct LocalCluster: Sendable {
+    /// Where the coordinator keeps consensus state.
+    enum ConsensusChoice: Sendable {
+        /// A `consensus` server process started with the cluster.
+        case server
+        /// A database the caller runs: the coordinator gets this `postgres://` URL, and
+        /// `environment` is added to its environment (PGPASSWORD, when one is needed).
+        case postgres(url: String, environment: [String: String])
+    }
+
     let blobStore: BlobStoreProcess
-    let consensus: BenchServer
+    /// Nil when the coordinator uses PostgreSQL.
+    let consensus: BenchServer?
     let coordinator: BenchServer
     /// What clients present to the coordinator (its `--token-file`).
     let coordinatorToken: [UInt8]
@@ -24,7 +36,7 @@ struct LocalCluster: Sendable {
     /// Starts the storage servers, then the coordinator on them, each in a directory of
     /// its own under `directory` (secrets in `directory/secrets`, mode 0700). If one fails
     /// to start, those already running are stopped.
-    static func start(directory: String) throws(BenchError) -> LocalCluster {
+    static func start(directory: String, consensus choice: ConsensusChoice = .server) throws(BenchError) -> LocalCluster {
         let secrets = "\(directory)/secrets"
         try System.makeDirectory(secrets)
         guard chmod(secrets, 0o700) == 0 else { throw BenchError("chmod \(secrets): \(System.errnoText())") }
@@ -42,15 +54,25 @@ struct LocalCluster: Sendable {
         do throws(BenchError) {
             let blobStore = try BlobStoreProcess.start(directory: roles[0], unix: true, maxObjectBytes: maxObjectBytes)
             started.append(blobStore.server)
-            let consensus = try BenchServer.start(
-                name: "the consensus server", executable: try OpenedConsensus.serverExecutable(),
-                arguments: ["--data-dir", "\(roles[1])/log", "--token-file", consensusTokenFile],
-                directory: roles[1], unix: true, socketName: "consensus.sock", listener: "rpc")
-            started.append(consensus)
+            var environment = ProcessInfo.processInfo.environment
+            let consensus: BenchServer?
+            let consensusURL: String
+            switch choice {
+            case .server:
+                let server = try BenchServer.start(
+                    name: "the consensus server", executable: try OpenedConsensus.serverExecutable(),
+                    arguments: ["--data-dir", "\(roles[1])/log", "--token-file", consensusTokenFile],
+                    directory: roles[1], unix: true, socketName: "consensus.sock", listener: "rpc")
+                started.append(server)
+                consensus = server
+                consensusURL = "consensus+unix://\(try socketPath(server))?token_file=\(consensusTokenFile)"
+            case .postgres(let url, let extra):
+                consensus = nil
+                consensusURL = url
+                environment.merge(extra) { _, new in new }
+            }
 
             let blobURL = "s3://\(BlobStoreProcess.bucket)?endpoint=unix://\(try socketPath(blobStore.server))"
-            let consensusURL = "consensus+unix://\(try socketPath(consensus))?token_file=\(consensusTokenFile)"
-            var environment = ProcessInfo.processInfo.environment
             environment["AWS_ACCESS_KEY_ID"] = blobStore.credentials.accessKeyID
             environment["AWS_SECRET_ACCESS_KEY"] = blobStore.credentials.secretAccessKey
             let coordinator = try BenchServer.start(
@@ -64,6 +86,30 @@ struct LocalCluster: Sendable {
             for server in started.reversed() { server.stopQuietly() }
             throw error
         }
+    }
+
+    /// Starts a cluster in `directory`, runs one level of `load` with `clients` clients on
+    /// four fresh data shards, and stops the cluster (requiring every server to exit 0),
+    /// also stopping it when anything fails.
+    static func measure(
+        clients: Int, load: CoordinatorLoad, directory: String, consensus: ConsensusChoice = .server
+    ) async throws(BenchError) -> CoordinatorLoad.LevelResult {
+        try System.makeDirectory(directory)
+        let cluster = try start(directory: directory, consensus: consensus)
+        let client = TxnClient(cluster.clientConfiguration)
+        let result: CoordinatorLoad.LevelResult
+        do throws(BenchError) {
+            let shards = try await load.createShards(client: client, level: clients)
+            result = try await load.measureLevel(clients: clients, shared: client, shards: shards)
+        } catch {
+            print("")
+            await client.shutdown()
+            cluster.stopQuietly()
+            throw error
+        }
+        await client.shutdown()
+        try cluster.stop()
+        return result
     }
 
     /// Batches of the benchmark's transactions are far smaller; this only bounds what the
@@ -80,7 +126,7 @@ struct LocalCluster: Sendable {
     /// earlier one fails; the first failure is thrown.
     func stop() throws(BenchError) {
         var firstFailure: BenchError?
-        for server in [coordinator, consensus, blobStore.server] {
+        for server in servers {
             do throws(BenchError) {
                 try server.stop()
             } catch {
@@ -92,8 +138,11 @@ struct LocalCluster: Sendable {
 
     /// Stops every server on a failure path, ignoring how they end.
     func stopQuietly() {
-        for server in [coordinator, consensus, blobStore.server] { server.stopQuietly() }
+        for server in servers { server.stopQuietly() }
     }
+
+    /// The processes in the order they are stopped: clients' first.
+    private var servers: [BenchServer] { [coordinator] + (consensus.map { [$0] } ?? []) + [blobStore.server] }
 
     /// The Unix socket a server started with `unix: true` listens on.
     private static func socketPath(_ server: BenchServer) throws(BenchError) -> String {

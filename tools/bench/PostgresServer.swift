@@ -1,14 +1,15 @@
 import Foundation
 import PersistConformance
+import Synchronization
 
 /// The benchmark's throwaway PostgreSQL server: `PostgresTestServer` (shared with the
 /// tests, which start it the same way) plus what the benchmark adds around it: its
 /// errors as `BenchError`, pgbench required, and a stop on Ctrl-C through the cleanup
 /// registry.
-final class PostgresServer {
+final class PostgresServer: Sendable {
     let server: PostgresTestServer
     let binaries: Binaries
-    private var cleanupToken: CleanupRegistry.Token?
+    private let cleanupToken = Mutex<CleanupRegistry.Token?>(nil)
 
     /// The programs the benchmark runs against the server.
     struct Binaries {
@@ -52,14 +53,14 @@ final class PostgresServer {
             throw BenchError("\(error)")
         }
         let wrapper = PostgresServer(server: server, binaries: binaries)
-        wrapper.cleanupToken = cleanup.register("stop PostgreSQL in \(server.root)") { server.remove() }
+        let token = cleanup.register("stop PostgreSQL in \(server.root)") { server.remove() }
+        wrapper.cleanupToken.withLock { $0 = token }
         return wrapper
     }
 
     /// Stops the server and removes its files (unless kept). Safe to call twice.
     func stop() {
-        if let token = cleanupToken {
-            cleanupToken = nil
+        if let token = cleanupToken.withLock({ token in defer { token = nil }; return token }) {
             cleanup.run(token)
         }
     }

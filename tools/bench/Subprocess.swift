@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import PersistConformance
 
 /// A failure of the benchmark tool itself (a peer that would not start, a figure that
 /// could not be parsed, a check that found the run wrong). Printed as its message.
@@ -57,23 +58,6 @@ enum Subprocess {
         posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
         posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
 
-        // Signal state survives exec, and ours is not a child's: this process ignores
-        // SIGINT and SIGTERM (its handlers run from a dispatch source), and the calling
-        // thread, a dispatch worker, blocks most signals (pgbench's -T timer is SIGALRM).
-        // Restore the defaults and clear the mask in the child.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGINT)
-        sigaddset(&defaults, SIGTERM)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -81,7 +65,11 @@ enum Subprocess {
             for pointer in environment { free(pointer) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environment)
+        // Default signal dispositions and an empty mask in the child (pgbench's -T timer is
+        // SIGALRM, which the calling dispatch worker blocks).
+        let spawned = SpawnedServer.withDefaultSignals { attributes in
+            posix_spawn(&pid, path, &actions, attributes, argv, environment)
+        }
         guard spawned == 0 else {
             throw BenchError("cannot run \(path): \(String(cString: strerror(spawned)))")
         }

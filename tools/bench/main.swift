@@ -17,7 +17,7 @@ struct PersistBench: AsyncParsableCommand {
             """,
         subcommands: [
             CRCCommand.self, CompressionCommand.self, ConsensusCommand.self, PersistCommand.self, TxnCommand.self,
-            BlobCommand.self, CoordinatorCommand.self, HeadlineCommand.self, AllCommand.self,
+            BlobCommand.self, CoordinatorCommand.self, HeadlineCommand.self, PgConsensusCommand.self, AllCommand.self,
         ])
 }
 
@@ -613,6 +613,61 @@ struct HeadlineCommand: AsyncParsableCommand {
         let result = try await HeadlineBench(settings: settings).run()
         HeadlineBench.report(result)
         if let jsonPath { try HeadlineBench.writeJSON(result, to: jsonPath) }
+    }
+}
+
+struct PgConsensusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pg-consensus",
+        abstract: "Coordinator commits/s and latency with consensus on PostgreSQL vs on our consensus server, at N clients.",
+        discussion: """
+            The headline's transactions (10 rows with 100-byte values to each of 4 data shards) \
+            committed through one txn-coordinator by N tasks sharing one TxnClient. For every \
+            client count: a fresh blob-store, consensus server and coordinator; then a fresh \
+            PostgreSQL 15 (initdb in the scratch directory, fsync=on, synchronous_commit=on) with \
+            a fresh blob-store and a coordinator whose --consensus is a postgres:// URL to it. \
+            Each run's first shard is read back and checked. Prints commits/s, p50 and p99 of both \
+            and their ratio.
+            """)
+
+    @Option(help: "Comma-separated numbers of concurrent clients; each is one measured level per system.")
+    var clients = WriterCounts([16, 64])
+
+    @Option(help: "Measured seconds per level and system.")
+    var duration = 10
+
+    @Option(help: "Unmeasured seconds before each measurement.")
+    var warmup = 2
+
+    @Option(help: "Connections in the coordinator's PostgreSQL pool (max_connections in its URL).")
+    var pool = 16
+
+    @OptionGroup var scratch: ScratchOptions
+
+    @Option(help: "Seed for the row values, so runs are repeatable.")
+    var seed: UInt64 = 42
+
+    @Flag(help: "Also print a one-line JSON summary, prefixed with 'json: '.")
+    var json = false
+
+    func validate() throws {
+        guard duration > 0 else { throw ValidationError("--duration must be at least 1 second") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard pool > 0 else { throw ValidationError("--pool must be at least 1") }
+        guard Set(clients.counts).count == clients.counts.count else {
+            throw ValidationError("--clients lists a count twice")
+        }
+    }
+
+    func run() async throws {
+        cleanup.installSignalHandlers()
+        MachineInfo.printHeader("pg-consensus")
+        let settings = HeadlineBench.Settings(
+            clientCounts: clients.counts, duration: duration, warmup: warmup, parentDirectory: scratch.dir,
+            keep: scratch.keep, seed: seed)
+        let result = try await PgConsensusBench(settings: settings, poolConnections: pool).run()
+        PgConsensusBench.report(result)
+        if json { try printJSONLine(result) }
     }
 }
 

@@ -471,6 +471,7 @@ class Run:
             simple = [by_kind.get(k, {}) for k in ("read_only", "write_only")]
             ok = sum(int(c.get("ok", 0)) for c in simple)
             total = sum(int(c.get(k, 0)) for c in simple for k in ("ok", "fail", "info"))
+            stats["list-append"]["simple-ok-share"] = round(ok / total, 3) if total else None
             retracted = summary.get("list_append", {}).get("unexpected_retractions", 0)
             if retracted:
                 # The workload only ever adds rows; a negative diff is corruption (and

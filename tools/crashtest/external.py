@@ -66,6 +66,9 @@ def server_options(port: int, socket_dir: Path, max_connections: int = 100) -> s
         # The defaults, stated: an acknowledged commit is on disk.
         "-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on",
         f"-c max_connections={max_connections}",
+        # After a crash PostgreSQL flushes its whole data directory before replaying the
+        # log; one syncfs instead of an fsync per file cuts that from seconds to a blink.
+        "-c recovery_init_sync_method=syncfs",
     ])
 
 

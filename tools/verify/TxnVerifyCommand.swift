@@ -15,7 +15,9 @@ struct TxnVerifyCommand: AsyncParsableCommand {
             consensus://host:port?token_file=/path, consensus+unix:///path.sock?token_file=/path, \
             postgres://user@host:5432/db?password_file=/path (or PGPASSWORD; see deploy/postgres.md), \
             log:///dir (embedded; the coordinator must be stopped), s3://bucket/prefix?endpoint=... \
-            (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or file:///dir. \
+            (https:// or http://, none for AWS; credentials from credentials_file=/path&profile=name, \
+            else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else AWS_SHARED_CREDENTIALS_FILE or \
+            ~/.aws/credentials) or file:///dir. \
             For a coordinator run with --data-dir D, use --blob file://D/blob --consensus log://D/consensus. \
             Nothing is ever written to the store.
 

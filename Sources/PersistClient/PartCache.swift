@@ -2,18 +2,23 @@ import PersistCore
 import PersistLocation
 import Synchronization
 
-/// Bounded memory of the small batch parts this process wrote itself, so that reading one
-/// back soon after (a txns-shard listener fetching the part its own append just linked)
-/// costs no blob round trip. Pure: no I/O; `OwnPartsBlob` is the shell around it.
+/// Bounded memory of small batch parts, the ones this process wrote and the ones it
+/// fetched, so that reading one again (a txns-shard listener fetching the part its own
+/// append just linked, a coordinator reading a data shard whose older parts it read
+/// before) costs no blob round trip. Pure: no I/O; `PartCacheBlob` is the shell around it.
 ///
 /// Safe because part keys are fresh per write and a part's bytes never change: a cached
-/// copy is the object itself for as long as the key exists. Only keys that name batch
-/// parts (`<shard>/p/...`) are kept, and only up to `maxPartBytes` each; the oldest go
-/// first once `capacityBytes` is exceeded.
-struct OwnPartsCache: Sendable {
+/// copy is the object itself for as long as the key exists. A fetch that a delete of the
+/// same key overtook is not remembered (its bytes may belong to an object already gone).
+/// Only keys that name batch parts (`<shard>/p/...`) are kept, and only up to
+/// `maxPartBytes` each; the oldest go first once `capacityBytes` is exceeded.
+struct PartCache: Sendable {
     let capacityBytes: Int
     let maxPartBytes: Int
     private var entries: [String: [UInt8]] = [:]
+    /// Fetches under way per key, and the keys deleted while one was.
+    private var fetching: [String: Int] = [:]
+    private var deletedWhileFetching: Set<String> = []
     /// Keys in insertion order from `head` on; slots before `head` are spent.
     private var order: [String] = []
     private var head = 0
@@ -34,7 +39,28 @@ struct OwnPartsCache: Sendable {
 
     func get(_ key: String) -> [UInt8]? { entries[key] }
 
-    /// Remembers an object just stored, if it is a small part.
+    /// Notes that `key` is being fetched from the blob store (before the request).
+    mutating func fetchBegan(_ key: String) {
+        fetching[key, default: 0] += 1
+    }
+
+    /// Notes the end of a fetch begun with `fetchBegan`, remembering what it found unless
+    /// the key was deleted meanwhile.
+    mutating func fetchEnded(_ key: String, found value: [UInt8]?) {
+        let deleted = deletedWhileFetching.contains(key)
+        if let left = fetching[key], left > 1 {
+            fetching[key] = left - 1
+        } else {
+            fetching[key] = nil
+            deletedWhileFetching.remove(key)
+        }
+        if let value, !deleted { stored(key, value) }
+    }
+
+    /// Fetches under way (for tests).
+    var fetchesInFlight: Int { fetching.values.reduce(0, +) }
+
+    /// Remembers an object just stored or fetched, if it is a small part.
     mutating func stored(_ key: String, _ value: [UInt8]) {
         guard value.count <= maxPartBytes, value.count <= capacityBytes, Self.isPartKey(key) else { return }
         if let old = entries.updateValue(value, forKey: key) {
@@ -65,31 +91,47 @@ struct OwnPartsCache: Sendable {
         }
     }
 
-    /// Forgets `key` (deleted, or its fate unknown after a failed write).
+    /// Forgets `key` (deleted, or its fate unknown after a failed write), and keeps a
+    /// fetch of it that is under way from remembering it.
     mutating func forget(_ key: String) {
+        if fetching[key] != nil { deletedWhileFetching.insert(key) }
         if let gone = entries.removeValue(forKey: key) { totalBytes -= gone.count }
         compactOrder()
     }
 }
 
-/// A `Blob` that remembers the small batch parts written through it (`OwnPartsCache`)
-/// and answers reads of them from memory. Everything else goes to `inner` unchanged; a
-/// part is remembered only after `inner` stored it durably.
-final class OwnPartsBlob: Blob {
+/// A `Blob` that remembers the small batch parts written or read through it
+/// (`PartCache`) and answers reads of them from memory. Everything else goes to `inner`
+/// unchanged; a written part is remembered only after `inner` stored it durably.
+final class PartCacheBlob: Blob {
     let inner: any Blob
-    private let cache: Mutex<OwnPartsCache>
+    private let cache: Mutex<PartCache>
 
     init(inner: any Blob, capacityBytes: Int, maxPartBytes: Int) {
         self.inner = inner
-        self.cache = Mutex(OwnPartsCache(capacityBytes: capacityBytes, maxPartBytes: maxPartBytes))
+        self.cache = Mutex(PartCache(capacityBytes: capacityBytes, maxPartBytes: maxPartBytes))
     }
 
     /// Parts currently remembered.
     var cachedCount: Int { cache.withLock { $0.count } }
 
     func get(_ key: String) async throws(StorageError) -> [UInt8]? {
-        if let hit = cache.withLock({ $0.get(key) }) { return hit }
-        return try await inner.get(key)
+        guard PartCache.isPartKey(key) else { return try await inner.get(key) }
+        let hit = cache.withLock { c -> [UInt8]? in
+            if let hit = c.get(key) { return hit }
+            c.fetchBegan(key)
+            return nil
+        }
+        if let hit { return hit }
+        let value: [UInt8]?
+        do {
+            value = try await inner.get(key)
+        } catch {
+            cache.withLock { $0.fetchEnded(key, found: nil) }
+            throw error
+        }
+        cache.withLock { $0.fetchEnded(key, found: value) }
+        return value
     }
 
     func set(_ key: String, _ value: [UInt8]) async throws(StorageError) {
