@@ -23,7 +23,7 @@ public enum ConsensusLocation: Hashable, Sendable {
     /// `consensus+unix:///absolute/path.sock[?token_file=/path]`: a consensus server over
     /// a Unix socket.
     case remoteUnix(path: String, tokenFile: String?)
-    /// `postgres://user@host:port/db[?password_file=/path&max_connections=N&sslmode=...]`
+    /// `postgres://user@host:port/db[?password_file=/path&max_connections=N&sslmode=...&sslrootcert=/ca.pem]`
     /// (or `postgres://user@/db?host=/socket/dir`): a PostgreSQL or CockroachDB database
     /// holding the consensus table. Opened by PersistPostgres, not by this module.
     case postgres(PostgresLocation)

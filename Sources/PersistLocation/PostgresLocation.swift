@@ -24,8 +24,8 @@ public struct PostgresLocation: Hashable, Sendable {
         case prefer
         /// Always, without checking the certificate.
         case require
-        /// Always, with the certificate checked against the system's trust roots and the
-        /// host name.
+        /// Always, with the certificate checked against the system's trust roots (and
+        /// those of `trustRootsFile`) and the host name.
         case verifyFull = "verify-full"
     }
 
@@ -38,10 +38,14 @@ public struct PostgresLocation: Hashable, Sendable {
     /// The most connections the client opens, or nil for its default.
     public var maxConnections: Int?
     public var tls: TLSMode
+    /// An absolute path to a PEM file of CA certificates trusted besides the system's
+    /// roots (`sslrootcert=`, for a private CA), or nil. Only set with `verifyFull` on a
+    /// TCP endpoint; the file is read when the location is opened.
+    public var trustRootsFile: String?
 
     public init(
         endpoint: Endpoint, user: String, database: String, passwordFile: String? = nil, maxConnections: Int? = nil,
-        tls: TLSMode = .prefer
+        tls: TLSMode = .prefer, trustRootsFile: String? = nil
     ) {
         self.endpoint = endpoint
         self.user = user
@@ -49,6 +53,7 @@ public struct PostgresLocation: Hashable, Sendable {
         self.passwordFile = passwordFile
         self.maxConnections = maxConnections
         self.tls = tls
+        self.trustRootsFile = trustRootsFile
     }
 
     /// PostgreSQL's port when the URL names none.
@@ -101,7 +106,7 @@ public struct PostgresLocation: Hashable, Sendable {
 
 extension LocationURL {
     /// The query parameters a `postgres://` URL accepts.
-    static let postgresParameters = ["password_file", "host", "max_connections", "sslmode"]
+    static let postgresParameters = ["password_file", "host", "max_connections", "sslmode", "sslrootcert"]
 
     /// Parses `postgres://user@host[:port]/database[?...]`; `c` are `text`'s components.
     static func postgres(_ text: String, _ c: URLComponents) throws(LocationParseError) -> PostgresLocation {
@@ -134,6 +139,7 @@ extension LocationURL {
         var socketDirectory: String?
         var maxConnections: Int?
         var tls = PostgresLocation.TLSMode.prefer
+        var trustRootsFile: String?
         var seen: Set<String> = []
         for item in queryItems {
             guard seen.insert(item.name).inserted else { throw refuse("parameter \"\(item.name)\" given twice") }
@@ -158,6 +164,11 @@ extension LocationURL {
                         "sslmode must be one of \(PostgresLocation.TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 tls = mode
+            case "sslrootcert":
+                guard value.hasPrefix("/") else {
+                    throw refuse("sslrootcert must be an absolute path to a PEM file of CA certificates")
+                }
+                trustRootsFile = value
             default:
                 throw refuse(
                     "unknown parameter \"\(item.name)\" (accepted: \(postgresParameters.joined(separator: ", ")))")
@@ -171,6 +182,7 @@ extension LocationURL {
             guard host.isEmpty else {
                 throw refuse("give either a host in the URL or host=/socket/dir, not both (postgres://user@/database?host=/run/postgresql)")
             }
+            guard trustRootsFile == nil else { throw refuse("sslrootcert does not apply to a Unix socket (no TLS there)") }
             guard tls == .prefer || tls == .disable else { throw refuse("sslmode=\(tls.rawValue) does not apply to a Unix socket") }
             endpoint = .unixSocket(directory: socketDirectory, port: port)
             // sockaddr_un holds 108 bytes including the terminating zero.
@@ -180,10 +192,15 @@ extension LocationURL {
             }
         } else {
             guard !host.isEmpty else { throw refuse("missing host (postgres://user@host:port/database, or host=/socket/dir)") }
+            // Other modes check no certificate, so extra roots would be silently unused.
+            guard trustRootsFile == nil || tls == .verifyFull else {
+                throw refuse(
+                    "sslrootcert only applies with sslmode=verify-full (sslmode=\(tls.rawValue) does not check the server's certificate)")
+            }
             endpoint = .tcp(host: host, port: port)
         }
         return PostgresLocation(
             endpoint: endpoint, user: user, database: database, passwordFile: passwordFile, maxConnections: maxConnections,
-            tls: tls)
+            tls: tls, trustRootsFile: trustRootsFile)
     }
 }

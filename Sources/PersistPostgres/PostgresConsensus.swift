@@ -97,14 +97,16 @@ public final class PostgresConsensus: Consensus {
     ///
     /// Several processes may open the same database at once.
     ///
-    /// - Throws: a determinate error saying what is wrong (unreachable server, refused
+    /// - Throws: a determinate error saying what is wrong (an unusable `sslrootcert`
+    ///   file, unreachable server, a certificate that fails `verify-full`, refused
     ///   credentials, missing database, a table of another shape).
     public static func open(
         _ configuration: Configuration, logger: Logger = Logger(label: "persist.postgres")
     ) async throws(StorageError) -> PostgresConsensus {
+        let tls = try TLSUse(configuration.location)
         // Bounded like an operation: a lock held on the table must not stall a start forever.
         let prepared = await FirstOutcome<Void>.race(deadline: ContinuousClock.now + configuration.operationTimeout) {
-            () async throws(StorageError) in try await prepareDatabase(configuration, logger: logger)
+            () async throws(StorageError) in try await prepareDatabase(configuration, tls: tls, logger: logger)
         }
         guard let prepared else {
             throw .determinate(
@@ -114,7 +116,7 @@ public final class PostgresConsensus: Consensus {
         }
         try prepared.get()
         let client = PostgresClient(
-            configuration: try clientConfiguration(configuration), eventLoopGroup: PostgresClient.defaultEventLoopGroup,
+            configuration: clientConfiguration(configuration, tls: tls), eventLoopGroup: PostgresClient.defaultEventLoopGroup,
             backgroundLogger: logger)
         // Detached: the pool must not inherit a caller's task-local graceful-shutdown
         // trigger; it stops when `close` cancels it, and only then.
@@ -302,13 +304,13 @@ public final class PostgresConsensus: Consensus {
 
     // MARK: opening
 
-    static func clientConfiguration(_ c: Configuration) throws(StorageError) -> PostgresClient.Configuration {
+    private static func clientConfiguration(_ c: Configuration, tls use: TLSUse) -> PostgresClient.Configuration {
         let location = c.location
         var configuration: PostgresClient.Configuration
         switch location.endpoint {
         case .tcp(let host, let port):
             let tls: PostgresClient.Configuration.TLS
-            switch TLSUse(location.tls) {
+            switch use {
             case .off: tls = .disable
             case .preferred(let settings): tls = .prefer(settings)
             case .required(let settings): tls = .require(settings)
@@ -338,33 +340,42 @@ public final class PostgresConsensus: Consensus {
         ("application_name", "txn-wal-consensus"),
     ]
 
-    /// What an `sslmode` asks of the driver: no TLS, TLS when the server offers it, or
-    /// TLS or nothing; only `verify-full` checks the certificate and the host name.
-    private enum TLSUse {
+    /// What a location's `sslmode` asks of the driver: no TLS, TLS when the server
+    /// offers it, or TLS or nothing; only `verify-full` checks the certificate (against
+    /// the system's roots and those of `sslrootcert`) and the host name.
+    private enum TLSUse: Sendable {
         case off
         case preferred(TLSConfiguration)
         case required(TLSConfiguration)
 
-        init(_ mode: PostgresLocation.TLSMode) {
+        /// Reads the location's `sslrootcert` file, if any.
+        init(_ location: PostgresLocation) throws(StorageError) {
             var unverified = TLSConfiguration.makeClientConfiguration()
             unverified.certificateVerification = .none
-            switch mode {
+            switch location.tls {
             case .disable: self = .off
             case .prefer: self = .preferred(unverified)
             case .require: self = .required(unverified)
-            case .verifyFull: self = .required(TLSConfiguration.makeClientConfiguration())
+            case .verifyFull:
+                var verified = TLSConfiguration.makeClientConfiguration()
+                if let path = location.trustRootsFile {
+                    verified.additionalTrustRoots = [.certificates(try PostgresTrustRoots.load(path))]
+                }
+                self = .required(verified)
             }
         }
     }
 
-    private static func connectionConfiguration(_ c: Configuration) throws(StorageError) -> PostgresConnection.Configuration {
+    private static func connectionConfiguration(
+        _ c: Configuration, tls use: TLSUse
+    ) throws(StorageError) -> PostgresConnection.Configuration {
         let location = c.location
         var configuration: PostgresConnection.Configuration
         switch location.endpoint {
         case .tcp(let host, let port):
             let tls: PostgresConnection.Configuration.TLS
             do {
-                switch TLSUse(location.tls) {
+                switch use {
                 case .off: tls = .disable
                 case .preferred(let settings): tls = .prefer(try NIOSSLContext(configuration: settings))
                 case .required(let settings): tls = .require(try NIOSSLContext(configuration: settings))
@@ -389,13 +400,14 @@ public final class PostgresConsensus: Consensus {
     /// One connection, outside the pool, so that what is wrong surfaces at once with the
     /// server's reason (the pool retries connecting quietly): creates the table if
     /// missing and checks its columns.
-    private static func prepareDatabase(_ c: Configuration, logger: Logger) async throws(StorageError) {
-        let configuration = try connectionConfiguration(c)
+    private static func prepareDatabase(_ c: Configuration, tls: TLSUse, logger: Logger) async throws(StorageError) {
+        let configuration = try connectionConfiguration(c, tls: tls)
         let what = "cannot open PostgreSQL consensus at \(c.serverDescription)"
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
         } catch {
+            if let (code, problem) = describeTLSFailure(error, c) { throw .determinate(code, "\(what): \(problem)") }
             throw .determinate(.unavailable, "\(what): \(describeConnectFailure(error, c))")
         }
         do {
@@ -456,11 +468,55 @@ public final class PostgresConsensus: Consensus {
                         + (c.location.passwordFile.map { "the password came from \($0)" } ?? "the password came from PGPASSWORD")
                 }
                 if state == "3D000" { return "the database \(c.location.database) does not exist (\(describe(error)))" }
+                // pg_hba.conf has no rule for this client; with `disable` it may well be
+                // that the rules only admit TLS connections (hostssl).
+                if state == "28000", c.location.tls == .disable {
+                    return "\(describe(error)); the server may accept only TLS connections from here: "
+                        + "try sslmode=require or sslmode=verify-full"
+                }
             default:
                 break
             }
         }
         return describe(error)
+    }
+
+    /// What a first connection's failure means when TLS is the cause: the error code and
+    /// the words, or nil when TLS is not to blame. A certificate that fails `verify-full`
+    /// is `rejected` (trying again will not help); a server without TLS is `unavailable`.
+    private static func describeTLSFailure(_ error: any Error, _ c: Configuration) -> (StorageError.Code, String)? {
+        var cause = error
+        if let e = error as? PSQLError {
+            if e.code == .sslUnsupported {
+                return (
+                    .unavailable,
+                    "the server does not offer TLS, which sslmode=\(c.location.tls.rawValue) requires "
+                        + "(enable ssl on the server, or use sslmode=prefer or disable on a trusted network)"
+                )
+            }
+            if let underlying = e.underlying { cause = underlying }
+        }
+        if let extra = cause as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            let host: String
+            if case .tcp(let name, _) = c.location.endpoint { host = name } else { host = "" }
+            return (
+                .rejected,
+                "the server's certificate does not name \(host) (sslmode=verify-full checks the URL's host, a name or an IP "
+                    + "address, against the names the certificate carries)"
+            )
+        }
+        if let ssl = cause as? NIOSSLError, case .handshakeFailed(let reason) = ssl {
+            if "\(reason)".contains("CERTIFICATE_VERIFY_FAILED") {
+                let roots = c.location.trustRootsFile.map { "the system's or those in \($0)" } ?? "the system's"
+                return (
+                    .rejected,
+                    "the server's certificate is not trusted: not issued by a trusted root (\(roots)), expired, or otherwise "
+                        + "invalid (a private CA's certificate is trusted with sslrootcert=/path/ca.pem)"
+                )
+            }
+            return (.unavailable, "the TLS handshake failed: \(reason)")
+        }
+        return nil
     }
 
     /// A driver error in words, without the statement's bound values (they can be large).

@@ -33,6 +33,16 @@ import Testing
         #expect(try Self.parse("postgres://app%40corp@h/my%20db").database == "my db")
     }
 
+    @Test func trustRootsFileGoesWithVerifyFull() throws {
+        let l = try Self.parse("postgres://app@db:5432/txn?sslmode=verify-full&sslrootcert=/etc/txn/pg-ca.pem")
+        #expect(l == PostgresLocation(
+            endpoint: .tcp(host: "db", port: 5432), user: "app", database: "txn", tls: .verifyFull,
+            trustRootsFile: "/etc/txn/pg-ca.pem"))
+        // In any order.
+        #expect(try Self.parse("postgres://app@db/txn?sslrootcert=/ca.pem&sslmode=verify-full").trustRootsFile == "/ca.pem")
+        #expect(try Self.parse("postgres://app@db/txn?sslmode=verify-full").trustRootsFile == nil)
+    }
+
     @Test func unixSocketLocations() throws {
         let l = try Self.parse("postgres://app@/txn?host=/var/run/postgresql")
         #expect(l.endpoint == .unixSocket(directory: "/var/run/postgresql", port: 5432))
@@ -59,6 +69,14 @@ import Testing
         ("postgres://app@/db?host=/run/pg&sslmode=require", "Unix socket"),
         ("postgres://app@h/db?dbname=x", "unknown parameter"),
         ("postgres://app@h/db?sslmode=disable&sslmode=prefer", "twice"),
+        ("postgres://app@h/db?sslmode=verify-full&sslrootcert=ca.pem", "sslrootcert must be an absolute path"),
+        ("postgres://app@h/db?sslmode=verify-full&sslrootcert=", "sslrootcert must be an absolute path"),
+        ("postgres://app@h/db?sslrootcert=/ca.pem", "only applies with sslmode=verify-full (sslmode=prefer"),
+        ("postgres://app@h/db?sslmode=require&sslrootcert=/ca.pem", "only applies with sslmode=verify-full (sslmode=require"),
+        ("postgres://app@h/db?sslmode=disable&sslrootcert=/ca.pem", "only applies with sslmode=verify-full"),
+        ("postgres://app@/db?host=/run/pg&sslrootcert=/ca.pem", "sslrootcert does not apply to a Unix socket"),
+        ("postgres://app@/db?host=/run/pg&sslmode=verify-full&sslrootcert=/ca.pem", "Unix socket"),
+        ("postgres://app@h/db?sslmode=verify-full&sslrootcert=/a.pem&sslrootcert=/b.pem", "twice"),
         ("postgres://app@/db?host=/" + String(repeating: "d", count: 100), "longer"),
     ])
     func badLocationsAreRefusedWithTheReason(_ text: String, _ reason: String) {

@@ -148,7 +148,7 @@ struct ConsensusOptions: ParsableArguments {
             "PostgreSQL or CockroachDB for the 'postgres' backend, instead of the server this run starts.",
             discussion: """
                 postgres://user@host:5432/db (optional ?password_file=/path, max_connections=N, \
-                sslmode=..., host=/socket/dir); the password comes from password_file or PGPASSWORD, \
+                sslmode=..., sslrootcert=/ca.pem with verify-full, host=/socket/dir); the password comes from password_file or PGPASSWORD, \
                 never the URL. Keys unique to the run are written there and left behind.
                 """,
             valueName: "url"))

@@ -1,23 +1,28 @@
 import Foundation
-import PersistConformance
 
-/// A throwaway PKI for the TLS tests, made afresh in a directory of its own: a CA, a
-/// server certificate it signed for the given DNS names (and IP addresses), that
-/// certificate's key, and a second CA that signed nothing (a root that is trusted but
-/// wrong). Made with python3's `cryptography` package, which moto depends on, so it is
-/// there whenever moto is. Keys are EC P-256; everything is valid from an hour ago for
-/// two days.
-struct TestCertificates: Sendable {
-    /// The CA that signed the server certificate (PEM).
-    let authority: String
-    /// A CA that signed nothing here (PEM).
-    let otherAuthority: String
-    /// The server's certificate (PEM).
-    let serverCertificate: String
-    /// The server's private key (PEM, PKCS#8).
-    let serverKey: String
+/// A throwaway PKI for TLS tests (S3 over HTTPS, PostgreSQL with `sslmode`), made afresh
+/// in a directory of its own: a CA, a server certificate it signed for the given DNS
+/// names (and IP addresses), that certificate's key, and a second CA that signed nothing
+/// (a root that is trusted but wrong). Made with python3's `cryptography` package, which
+/// moto depends on, so it is there whenever moto is. Keys are EC P-256; everything is
+/// valid from an hour ago for two days.
+public struct TestCertificates: Sendable {
+    /// The path of the CA that signed the server certificate (PEM).
+    public let authority: String
+    /// The path of a CA that signed nothing here (PEM).
+    public let otherAuthority: String
+    /// The path of the server's certificate (PEM).
+    public let serverCertificate: String
+    /// The path of the server's private key (PEM, PKCS#8, unencrypted; mode as the
+    /// process's umask leaves it).
+    public let serverKey: String
 
-    static let script = #"""
+    /// What to install when the generator cannot run.
+    public static let setupHint =
+        "making test certificates needs python3 with the cryptography package (moto[server] in tools/requirements.txt "
+        + "brings it): run tools/setup.sh"
+
+    private static let script = #"""
         import datetime, ipaddress, sys
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -66,15 +71,19 @@ struct TestCertificates: Sendable {
                 f.write(data)
         """#
 
-    /// Makes the files in `directory` for a server called `names` (the first is also its
-    /// common name) and reachable at `addresses`.
-    static func make(in directory: String, names: [String], addresses: [String] = []) async throws -> TestCertificates {
+    /// Makes `ca.pem`, `other-ca.pem`, `server.pem` and `server.key` in the existing
+    /// `directory` for a server called `names` (at least one; the first is also its common
+    /// name) and reachable at `addresses` (IP addresses, possibly none).
+    ///
+    /// - Throws: `ConformanceFailure` with the generator's output when it fails.
+    public static func make(in directory: String, names: [String], addresses: [String] = []) async throws -> TestCertificates {
+        guard !names.isEmpty else { throw ConformanceFailure("a test server certificate needs at least one name") }
         let outcome = try await ChildProgram.run(
             executable: "/usr/bin/env",
             arguments: ["python3", "-c", script, directory, names.joined(separator: ","), addresses.joined(separator: ",")],
             timeout: .seconds(120))
         guard outcome.status == 0 else {
-            throw ConformanceFailure("making test certificates failed (\(MotoServer.setupHint)):\n\(outcome.output)")
+            throw ConformanceFailure("making test certificates failed (\(setupHint)):\n\(outcome.output)")
         }
         return TestCertificates(
             authority: directory + "/ca.pem", otherAuthority: directory + "/other-ca.pem", serverCertificate: directory + "/server.pem",
