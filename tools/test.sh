@@ -6,7 +6,8 @@
 # on PostgreSQL + moto S3 (two more seeds, about two minutes).
 # Usage: tools/test.sh   (FUZZ_SECONDS=0 skips fuzzing; CRASH_SEEDS=1,2 and
 #                         CRASH_SECONDS=40 shape the crash test, CRASH_SEEDS=none skips it
-#                         and its self-test; CRASH_PG_SEEDS likewise for the pg-s3 one)
+#                         and its self-test; CRASH_PG_SEEDS likewise for the pg-s3 one
+#                         and its self-test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -56,6 +57,7 @@ if [ "${CRASH_PG_SEEDS:-1,2}" != none ]; then
     # (blob), crash-stopping PostgreSQL as well as killing the coordinator.
     python3 tools/crashtest/crashtest.py --backend pg-s3 --seeds "${CRASH_PG_SEEDS:-1,2}" \
         --duration "${CRASH_SECONDS:-40}" --bin-dir "$PWD/.build/debug"
+    python3 tools/crashtest/crashtest.py --backend pg-s3 --self-test --duration 20 --bin-dir "$PWD/.build/debug"
 fi
 
 echo "== swift test"
