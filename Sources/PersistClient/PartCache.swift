@@ -8,8 +8,9 @@ import Synchronization
 /// before) costs no blob round trip. Pure: no I/O; `PartCacheBlob` is the shell around it.
 ///
 /// Safe because part keys are fresh per write and a part's bytes never change: a cached
-/// copy is the object itself for as long as the key exists. A fetch that a delete of the
-/// same key overtook is not remembered (its bytes may belong to an object already gone).
+/// copy is the object itself for as long as the key exists. A fetch that overlaps a
+/// delete of the same key is not remembered (its bytes may belong to an object already
+/// gone).
 /// Only keys that name batch parts (`<shard>/p/...`) are kept, and only up to
 /// `maxPartBytes` each; the oldest go first once `capacityBytes` is exceeded.
 struct PartCache: Sendable {
@@ -19,6 +20,8 @@ struct PartCache: Sendable {
     /// Fetches under way per key, and the keys deleted while one was.
     private var fetching: [String: Int] = [:]
     private var deletedWhileFetching: Set<String> = []
+    /// Deletes under way per key: a fetch begun meanwhile may still find the object.
+    private var deleting: [String: Int] = [:]
     /// Keys in insertion order from `head` on; slots before `head` are spent.
     private var order: [String] = []
     private var head = 0
@@ -42,6 +45,7 @@ struct PartCache: Sendable {
     /// Notes that `key` is being fetched from the blob store (before the request).
     mutating func fetchBegan(_ key: String) {
         fetching[key, default: 0] += 1
+        if deleting[key] != nil { deletedWhileFetching.insert(key) }
     }
 
     /// Notes the end of a fetch begun with `fetchBegan`, remembering what it found unless
@@ -57,8 +61,9 @@ struct PartCache: Sendable {
         if let value, !deleted { stored(key, value) }
     }
 
-    /// Fetches under way (for tests).
+    /// Fetches and deletes under way (for tests).
     var fetchesInFlight: Int { fetching.values.reduce(0, +) }
+    var deletesInFlight: Int { deleting.values.reduce(0, +) }
 
     /// Remembers an object just stored or fetched, if it is a small part.
     mutating func stored(_ key: String, _ value: [UInt8]) {
@@ -88,6 +93,22 @@ struct PartCache: Sendable {
         if order.count - head > 2 * entries.count + 1024 {
             order = order[head...].filter { entries[$0] != nil }
             head = 0
+        }
+    }
+
+    /// Notes that `key` is being deleted: it is forgotten, and no fetch that overlaps the
+    /// delete (begun before it ends) remembers it.
+    mutating func deleteBegan(_ key: String) {
+        deleting[key, default: 0] += 1
+        forget(key)
+    }
+
+    /// Notes the end of a delete begun with `deleteBegan`, whatever its outcome.
+    mutating func deleteEnded(_ key: String) {
+        if let left = deleting[key], left > 1 {
+            deleting[key] = left - 1
+        } else {
+            deleting[key] = nil
         }
     }
 
@@ -145,7 +166,8 @@ final class PartCacheBlob: Blob {
     }
 
     func delete(_ key: String) async throws(StorageError) -> Int? {
-        cache.withLock { $0.forget(key) }
+        cache.withLock { $0.deleteBegan(key) }
+        defer { cache.withLock { $0.deleteEnded(key) } }
         return try await inner.delete(key)
     }
 

@@ -256,9 +256,23 @@ public final class PostgresConsensus: Consensus {
         }.flatMap { result in
             // A serialization failure here is reported as this statement's error (and the
             // server has rolled the transaction back).
-            run(PostgresQuery(unsafeSQL: ConsensusSQL.commit)).map { _ in result.rows }
+            // The server answers COMMIT of an aborted transaction with the tag ROLLBACK
+            // and no error; nothing here leaves one aborted, but a commit is only
+            // believed when it says so.
+            run(PostgresQuery(unsafeSQL: ConsensusSQL.commit)).flatMapThrowing { committed in
+                guard committed.metadata.command == "COMMIT" else {
+                    throw UnexpectedCommitAnswer(tag: committed.metadata.command)
+                }
+                return result.rows
+            }
         }
         return try await done.get()
+    }
+
+    /// COMMIT answered with another command tag (the transaction did not commit).
+    struct UnexpectedCommitAnswer: Error, CustomStringConvertible {
+        let tag: String
+        var description: String { "COMMIT was answered \(tag), not COMMIT: the transaction did not commit" }
     }
 
     /// Rows of `(sequence_number, data)` as versions.

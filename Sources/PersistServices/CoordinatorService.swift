@@ -21,13 +21,17 @@ public struct TxnCoordinatorService: Service {
     let group: any EventLoopGroup
     let logger: Logger
     let onListening: @Sendable ([ListenAddress]) -> Void
-    let drainDeadline = TimeAmount.seconds(30)
+    /// How long connections may keep running requests once shutdown begins; then they
+    /// are closed.
+    let drainDeadline: TimeAmount
 
     public init(
         coordinator: TxnCoordinator, listen: [ListenAddress], settings: RPCServerSettings,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+        drainDeadline: TimeAmount = .seconds(30),
         onListening: @escaping @Sendable ([ListenAddress]) -> Void = { _ in }
     ) {
+        self.drainDeadline = drainDeadline
         self.listen = listen
         self.rpc = CoordinatorRPCService(coordinator: coordinator, settings: settings, logger: logger)
         self.group = group

@@ -116,10 +116,12 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("shutdown-timeout-seconds"),
         help: ArgumentHelp(
-            "How long a stop (SIGTERM/SIGINT) may spend finishing queued work before the process exits anyway.",
+            "How long each step of a stop (SIGTERM/SIGINT) may take before the process exits anyway.",
             discussion: """
-                A stop first finishes and applies the commits already queued. If storage is \
-                unreachable that cannot end, so after this long the coordinator gives up and \
+                A stop first lets open connections finish their running requests (then \
+                closes them), then finishes and applies the commits already queued; each \
+                step gets this long, so a stop takes at most about twice it. If storage is \
+                unreachable the second step cannot end, and the coordinator gives up and \
                 exits with status 1: commits not yet acknowledged stay in doubt for their \
                 clients (as after a crash), nothing acknowledged is lost.
                 """,
@@ -200,7 +202,8 @@ struct TxnCoordinatorCommand: AsyncParsableCommand {
                 settings: .init(
                     token: token, maxInFlightPerConnection: maxInFlight, helloTimeout: .seconds(10),
                     metricsPrefix: "coordinator_rpc"),
-                logger: logger, onListening: { ready.report("rpc", $0) })
+                logger: logger, drainDeadline: .seconds(Int64(shutdownTimeoutSeconds)),
+                onListening: { ready.report("rpc", $0) })
         ]
         if let metricsAddress {
             services.append(

@@ -112,6 +112,13 @@ import Testing
         c.fetchEnded(key, found: [9])
         #expect(c.get(key) == [9])
 
+        // A fetch begun while a delete is under way is not remembered either.
+        c.deleteBegan(key)
+        c.fetchBegan(key)
+        c.fetchEnded(key, found: [9])
+        c.deleteEnded(key)
+        #expect(c.get(key) == nil && c.deletesInFlight == 0)
+
         // A miss is not remembered; other keys are unaffected by the delete.
         let other = "\(Self.shard)/p/w/y"
         c.fetchBegan(other)
@@ -119,17 +126,23 @@ import Testing
         #expect(c.get(other) == nil && c.fetchesInFlight == 0)
     }
 
-    /// A blob whose GETs wait until released, so a delete can land mid-fetch.
+    /// A blob whose GETs (or DELETEs) wait until released, so a delete and a fetch can
+    /// overlap either way.
     final class GatedBlob: Blob {
         let inner = MemoryBlob()
         let gate = AsyncGate()
+        let gateDeletes: Bool
+        init(gateDeletes: Bool = false) { self.gateDeletes = gateDeletes }
         func get(_ key: String) async throws(StorageError) -> [UInt8]? {
             let value = try await inner.get(key)
-            await gate.wait()
+            if !gateDeletes { await gate.wait() }
             return value
         }
         func set(_ key: String, _ value: [UInt8]) async throws(StorageError) { try await inner.set(key, value) }
-        func delete(_ key: String) async throws(StorageError) -> Int? { try await inner.delete(key) }
+        func delete(_ key: String) async throws(StorageError) -> Int? {
+            if gateDeletes { await gate.wait() }
+            return try await inner.delete(key)
+        }
         func list(prefix: String) async throws(StorageError) -> [BlobMetadata] { try await inner.list(prefix: prefix) }
     }
 
@@ -143,6 +156,22 @@ import Testing
         _ = try await blob.delete(key)
         gated.gate.open()
         #expect(try await fetch.value == [7, 7], "the fetch itself answers what it read")
+        #expect(blob.cachedCount == 0)
+        #expect(try await blob.get(key) == nil, "gone once deleted")
+    }
+
+    @Test func aFetchDuringADeleteLeavesNothingCached() async throws {
+        let gated = GatedBlob(gateDeletes: true)
+        let key = "\(Self.shard)/p/w/x"
+        try await gated.inner.set(key, [7, 7])
+        let blob = PartCacheBlob(inner: gated, capacityBytes: 1 << 20, maxPartBytes: 1 << 10)
+        let delete = Task { try await blob.delete(key) }
+        await gated.gate.waitForWaiter()
+        // The delete has begun but the store still has the object: the fetch finds it,
+        // and must not keep it.
+        #expect(try await blob.get(key) == [7, 7])
+        gated.gate.open()
+        _ = try await delete.value
         #expect(blob.cachedCount == 0)
         #expect(try await blob.get(key) == nil, "gone once deleted")
     }

@@ -114,14 +114,18 @@ import Testing
             try await waitFor("the locker's lock", server: server, database: database) {
                 """
                 SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted
+                WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted \
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """
             }
             let sent = Task { try await c.compareAndSet("held", expected: SeqNo(1), new: v2) }
             // Once that statement waits for the lock in the server, the pool's only
             // connection is busy: the next statement cannot even be sent.
             try await waitFor("the compare-and-set to wait for the lock", server: server, database: database) {
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'txn-wal-consensus' AND wait_event_type = 'Lock'"
+                """
+                SELECT count(*) FROM pg_stat_activity WHERE application_name = 'txn-wal-consensus' \
+                AND wait_event_type = 'Lock' AND datname = current_database()
+                """
             }
             do throws(StorageError) {
                 _ = try await c.head("held")
@@ -152,6 +156,56 @@ import Testing
         }
         #expect(try await patient.scanAll("held") == [Self.v1, v2])
         await patient.close()
+        await c.close()
+    }
+
+    /// A compare-and-set whose insert fails inside its serializable transaction (here:
+    /// the table is locked and the database's lock_timeout fires) rolls the transaction
+    /// back, so the pool's only connection serves the next one; an aborted transaction
+    /// left open would refuse every later statement (SQLSTATE 25P02).
+    @Test func aFailedInsertRollsItsTransactionBack() async throws {
+        let (server, url) = try await PostgresTestSupport.freshDatabase("rollback")
+        let database = String(url.split(separator: "/").last ?? "")
+        let setup = try await PostgresTestSupport.open(url)
+        #expect(try await setup.compareAndSet("held", expected: nil, new: Self.v1) == .committed)
+        await setup.close()
+        try await server.psqlAsync("ALTER DATABASE \(database) SET lock_timeout = '100ms'", database: "postgres")
+
+        let c = try await PostgresTestSupport.open(url + "?max_connections=1")
+        let psql = server.binaries.psql
+        let arguments = server.connectionArguments(tcp: false) + [
+            "-X", "-q", "-d", database, "-c",
+            "SET application_name = 'rollback-locker'; BEGIN; LOCK TABLE consensus IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;",
+        ]
+        let locker = Task { try await ChildProgram.run(executable: psql, arguments: arguments, timeout: .seconds(900)) }
+        @Sendable func releaseLocker() async throws {
+            try await server.psqlAsync(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rollback-locker'", database: database)
+            _ = try? await locker.value
+        }
+        let v2 = VersionedData(seqno: SeqNo(2), data: Array("two".utf8))
+        do {
+            try await waitFor("the locker's lock", server: server, database: database) {
+                """
+                SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted \
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """
+            }
+            do throws(StorageError) {
+                _ = try await c.compareAndSet("held", expected: SeqNo(1), new: v2)
+                Issue.record("the compare-and-set must fail while the table is locked")
+            } catch {
+                #expect(error.message.contains("55P03"), "the lock timeout, not something else: \(error)")
+            }
+        } catch {
+            try? await releaseLocker()
+            await c.close()
+            throw error
+        }
+        try await releaseLocker()
+        #expect(try await c.compareAndSet("held", expected: SeqNo(1), new: v2) == .committed)
+        #expect(try await c.scanAll("held") == [Self.v1, v2])
         await c.close()
     }
 

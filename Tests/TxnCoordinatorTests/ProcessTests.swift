@@ -195,7 +195,7 @@ extension ProcessTests {
         // This commit's batch part cannot be uploaded: it stays queued, retrying.
         let stuck = Task { try? await client.commit([ShardWrites(shard: .name("a"), rows: rows(["k"]))]) }
         let deadline = ContinuousClock.now + .seconds(60)
-        while !coordinator.logTail(200).contains("keeps failing") {
+        while !coordinator.logTail(200).contains("upload batch part keeps failing") {
             try #require(ContinuousClock.now < deadline, "the commit never started retrying:\n\(coordinator.logTail())")
             try await Task.sleep(for: .milliseconds(20))
         }

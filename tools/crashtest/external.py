@@ -59,17 +59,34 @@ def s3_url(bucket: str, port: int) -> str:
     return f"s3://{bucket}?endpoint=http://127.0.0.1:{port}"
 
 
-def server_options(port: int, socket_dir: Path, max_connections: int = 100) -> str:
+def server_options(port: int, socket_dir: Path, max_connections: int = 100, major_version: int = 15) -> str:
     """`pg_ctl -o` options: loopback TCP on `port`, the socket in `socket_dir`, durable commits."""
-    return " ".join([
+    options = [
         "-c listen_addresses=127.0.0.1", f"-p {port}", f"-k {shlex.quote(str(socket_dir))}",
         # The defaults, stated: an acknowledged commit is on disk.
         "-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on",
         f"-c max_connections={max_connections}",
+    ]
+    if major_version >= 14:
         # After a crash PostgreSQL flushes its whole data directory before replaying the
         # log; one syncfs instead of an fsync per file cuts that from seconds to a blink.
-        "-c recovery_init_sync_method=syncfs",
-    ])
+        # (The setting exists from PostgreSQL 14 on; older servers refuse to start with it.)
+        options.append("-c recovery_init_sync_method=syncfs")
+    return " ".join(options)
+
+
+def major_version_of(bin_dir: Path) -> int:
+    """The major version of the PostgreSQL in `bin_dir`, from Debian's
+    /usr/lib/postgresql/<major>/bin layout, else from `postgres --version`; 0 if unknown."""
+    if bin_dir.parent.name.isdigit():
+        return int(bin_dir.parent.name)
+    try:
+        out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    m = re.search(r"(\d+)(?:\.\d+)?", out)
+    return int(m.group(1)) if m else 0
 
 
 def setup_sql(password: str, role: str = ROLE, database: str = DATABASE) -> str:
@@ -236,7 +253,7 @@ class Postgres:
         failures = []
         for _ in range(4):  # the free port may be taken before the server binds it
             self.port = free_loopback_port()
-            self.options = server_options(self.port, self.socket_dir)
+            self.options = server_options(self.port, self.socket_dir, major_version=major_version_of(self.bin))
             try:
                 self.start()
                 break

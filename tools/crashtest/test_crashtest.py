@@ -117,6 +117,12 @@ def test_postgres_url_names_the_password_file_not_the_password() -> None:
     assert ":" not in url.split("@")[0].removeprefix("postgres://"), "no user:password@"
 
 
+def test_fast_crash_recovery_only_where_the_server_knows_the_setting() -> None:
+    assert "recovery_init_sync_method=syncfs" in external.server_options(1, Path("/tmp/x"), major_version=15)
+    assert "recovery_init_sync_method" not in external.server_options(1, Path("/tmp/x"), major_version=13)
+    assert external.major_version_of(Path("/usr/lib/postgresql/15/bin")) == 15
+
+
 def test_server_options_are_durable_and_loopback_only() -> None:
     opts = external.server_options(6543, Path("/tmp/crashpg-ab c"))
     for want in ("-c listen_addresses=127.0.0.1", "-p 6543", "-c fsync=on", "-c synchronous_commit=on"):
