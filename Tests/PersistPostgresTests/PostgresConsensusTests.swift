@@ -98,30 +98,14 @@ import Testing
         // Opened first: opening reads the table, which the locker is about to take.
         let c = try await PostgresTestSupport.open(url + "?max_connections=1", operationTimeout: .seconds(3))
         // Another session takes the table and keeps it until it is terminated.
-        let psql = server.binaries.psql
-        let arguments = server.connectionArguments(tcp: false) + [
-            "-X", "-q", "-d", database, "-c",
-            "SET application_name = 'locker'; BEGIN; LOCK TABLE consensus IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;",
-        ]
-        let locker = Task { try await ChildProgram.run(executable: psql, arguments: arguments, timeout: .seconds(900)) }
-        @Sendable func releaseLocker() async throws {
-            try await server.psqlAsync(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'", database: database)
-            _ = try? await locker.value
-        }
+        let locker = TableLocker(server: server, database: database, name: "timeouts-locker")
         let v2 = VersionedData(seqno: SeqNo(2), data: Array("two".utf8))
         do {
-            try await waitFor("the locker's lock", server: server, database: database) {
-                """
-                SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted \
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                """
-            }
+            try await locker.waitUntilHeld()
             let sent = Task { try await c.compareAndSet("held", expected: SeqNo(1), new: v2) }
             // Once that statement waits for the lock in the server, the pool's only
             // connection is busy: the next statement cannot even be sent.
-            try await waitFor("the compare-and-set to wait for the lock", server: server, database: database) {
+            try await Self.waitFor("the compare-and-set to wait for the lock", server: server, database: database) {
                 """
                 SELECT count(*) FROM pg_stat_activity WHERE application_name = 'txn-wal-consensus' \
                 AND wait_event_type = 'Lock' AND datname = current_database()
@@ -142,13 +126,13 @@ import Testing
                 Issue.record("the held compare-and-set must time out, got \(outcome)")
             }
         } catch {
-            try? await releaseLocker()
+            try? await locker.release()
             await c.close()
             throw error
         }
 
         // Let it run: it commits, although its caller was told it timed out.
-        try await releaseLocker()
+        try await locker.release()
         let patient = try await PostgresTestSupport.open(url)
         let deadline = ContinuousClock.now + .seconds(120)
         while try await patient.head("held") != v2, ContinuousClock.now < deadline {
@@ -172,26 +156,10 @@ import Testing
         try await server.psqlAsync("ALTER DATABASE \(database) SET lock_timeout = '100ms'", database: "postgres")
 
         let c = try await PostgresTestSupport.open(url + "?max_connections=1")
-        let psql = server.binaries.psql
-        let arguments = server.connectionArguments(tcp: false) + [
-            "-X", "-q", "-d", database, "-c",
-            "SET application_name = 'rollback-locker'; BEGIN; LOCK TABLE consensus IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;",
-        ]
-        let locker = Task { try await ChildProgram.run(executable: psql, arguments: arguments, timeout: .seconds(900)) }
-        @Sendable func releaseLocker() async throws {
-            try await server.psqlAsync(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rollback-locker'", database: database)
-            _ = try? await locker.value
-        }
+        let locker = TableLocker(server: server, database: database, name: "rollback-locker")
         let v2 = VersionedData(seqno: SeqNo(2), data: Array("two".utf8))
         do {
-            try await waitFor("the locker's lock", server: server, database: database) {
-                """
-                SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted \
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                """
-            }
+            try await locker.waitUntilHeld()
             do throws(StorageError) {
                 _ = try await c.compareAndSet("held", expected: SeqNo(1), new: v2)
                 Issue.record("the compare-and-set must fail while the table is locked")
@@ -199,18 +167,18 @@ import Testing
                 #expect(error.message.contains("55P03"), "the lock timeout, not something else: \(error)")
             }
         } catch {
-            try? await releaseLocker()
+            try? await locker.release()
             await c.close()
             throw error
         }
-        try await releaseLocker()
+        try await locker.release()
         #expect(try await c.compareAndSet("held", expected: SeqNo(1), new: v2) == .committed)
         #expect(try await c.scanAll("held") == [Self.v1, v2])
         await c.close()
     }
 
     /// Polls `sql` (a count) on `database` until it is positive; a hang guard, not a timing.
-    func waitFor(
+    static func waitFor(
         _ what: String, server: PostgresTestServer, database: String, _ sql: () -> String
     ) async throws {
         let query = sql()
@@ -307,5 +275,45 @@ import Testing
             throw error
         }
         await server.removeAsync()
+    }
+}
+
+/// Another session (psql, named `name`) that takes the consensus table of `database` in
+/// ACCESS EXCLUSIVE mode and keeps it until `release` terminates it.
+struct TableLocker: Sendable {
+    let server: PostgresTestServer
+    let database: String
+    let name: String
+    private let session: Task<ChildProgram.Outcome, any Error>
+
+    init(server: PostgresTestServer, database: String, name: String) {
+        self.server = server
+        self.database = database
+        self.name = name
+        let arguments = server.connectionArguments(tcp: false) + [
+            "-X", "-q", "-d", database, "-c",
+            "SET application_name = '\(name)'; BEGIN; LOCK TABLE consensus IN ACCESS EXCLUSIVE MODE; "
+                + "SELECT pg_sleep(600); COMMIT;",
+        ]
+        let psql = server.binaries.psql
+        session = Task { try await ChildProgram.run(executable: psql, arguments: arguments, timeout: .seconds(900)) }
+    }
+
+    /// Returns once the lock is granted (polling `pg_locks` of this database).
+    func waitUntilHeld() async throws {
+        try await PostgresConsensusTests.waitFor("\(name)'s lock", server: server, database: database) {
+            """
+            SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+            WHERE c.relname = 'consensus' AND l.mode = 'AccessExclusiveLock' AND l.granted \
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        }
+    }
+
+    /// Ends the session, which drops the lock.
+    func release() async throws {
+        try await server.psqlAsync(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(name)'", database: database)
+        _ = try? await session.value
     }
 }
