@@ -404,8 +404,7 @@ public final class PostgresConsensus: Consensus {
                 unixSocketPath: location.socketPath ?? "", username: location.user, password: c.password,
                 database: location.database)
         }
-        configuration.options.connectTimeout = .nanoseconds(
-            c.connectTimeout.components.seconds * 1_000_000_000 + c.connectTimeout.components.attoseconds / 1_000_000_000)
+        configuration.options.connectTimeout = TimeAmount(c.connectTimeout)
         configuration.options.additionalStartupParameters = startupParameters
         configuration.options.requireBackendKeyData = false
         return configuration

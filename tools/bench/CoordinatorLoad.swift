@@ -66,6 +66,11 @@ struct CoordinatorLoad: Sendable {
     }
 
     /// The read-back of one level's first data shard.
+    /// Commits/s, p50 and p99 (ms) of a level, as report tables show them side by side.
+    static func cells(_ level: LevelResult) -> [String] {
+        [Format.rate(level.commitsPerSecond), Format.millis(level.latency.p50), Format.millis(level.latency.p99)]
+    }
+
     struct Check: Codable, Sendable {
         var shard: String
         /// The newest timestamp a commit of the level was acknowledged at, read at.

@@ -120,13 +120,13 @@ struct HeadlineBench {
                 "clients", "cluster commits/s", "p50", "p99", "PostgreSQL commits/s", "p50", "p99", "cluster/PostgreSQL",
             ])
         for level in result.levels {
-            table.add([
-                Format.count(level.clients), Format.rate(level.cluster.commitsPerSecond),
-                Format.millis(level.cluster.latency.p50), Format.millis(level.cluster.latency.p99),
-                Format.rate(level.postgres.commitsPerSecond), Format.millis(level.postgres.latency.p50),
-                Format.millis(level.postgres.latency.p99),
-                Format.ratio(level.cluster.commitsPerSecond, level.postgres.commitsPerSecond),
-            ])
+            table.add(
+                [Format.count(level.clients)] + CoordinatorLoad.cells(level.cluster)
+                    + [
+                        Format.rate(level.postgres.commitsPerSecond), Format.millis(level.postgres.latency.p50),
+                        Format.millis(level.postgres.latency.p99),
+                        Format.ratio(level.cluster.commitsPerSecond, level.postgres.commitsPerSecond),
+                    ])
         }
         table.notes.append(
             "cluster: blob-store + consensus + txn-coordinator processes over Unix sockets; N tasks share one "

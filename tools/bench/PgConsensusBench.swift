@@ -117,13 +117,10 @@ struct PgConsensusBench {
                 "clients", "server commits/s", "p50", "p99", "PostgreSQL commits/s", "p50", "p99", "PostgreSQL/server",
             ])
         for level in result.levels {
-            table.add([
-                Format.count(level.clients), Format.rate(level.consensusServer.commitsPerSecond),
-                Format.millis(level.consensusServer.latency.p50), Format.millis(level.consensusServer.latency.p99),
-                Format.rate(level.postgres.commitsPerSecond), Format.millis(level.postgres.latency.p50),
-                Format.millis(level.postgres.latency.p99),
-                Format.ratio(level.postgres.commitsPerSecond, level.consensusServer.commitsPerSecond),
-            ])
+            table.add(
+                [Format.count(level.clients)] + CoordinatorLoad.cells(level.consensusServer)
+                    + CoordinatorLoad.cells(level.postgres)
+                    + [Format.ratio(level.postgres.commitsPerSecond, level.consensusServer.commitsPerSecond)])
         }
         table.notes.append(
             "both: blob-store + txn-coordinator processes over Unix sockets, N tasks sharing one TxnClient, commit() "
